@@ -115,7 +115,15 @@ _KINDS = {"StepPair": StepPair, "Trajectory": Trajectory, "SearchTrace": SearchT
 
 
 def _to_plain(rec: Any) -> dict:
-    return dataclasses.asdict(rec)
+    row = dataclasses.asdict(rec)
+    if isinstance(rec, SearchTrace):  # uniform columns for parquet: alternatives as structs
+        for step in row["steps"]:
+            step["alternatives"] = [{"text": t, "value": v, "visits": n} for t, v, n in step["alternatives"]]
+    return row
+
+
+def _alternative(a: Any) -> tuple[str, float, int]:
+    return (a["text"], float(a["value"]), int(a["visits"])) if isinstance(a, dict) else (a[0], float(a[1]), int(a[2]))
 
 
 def _from_plain(cls: type, row: dict, where: str) -> Any:
@@ -131,7 +139,7 @@ def _from_plain(cls: type, row: dict, where: str) -> Any:
         kwargs["step_rewards"] = tuple(kwargs.get("step_rewards") or ())
     if cls is SearchTrace:
         kwargs["steps"] = tuple(TraceStep(s["text"], s["value"], s["visits"],
-                                          tuple(tuple(a) for a in s["alternatives"]))
+                                          tuple(_alternative(a) for a in s["alternatives"]))
                                 for s in kwargs["steps"])
     try:
         return cls(**kwargs)

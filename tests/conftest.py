@@ -29,3 +29,38 @@ def _seed_everything():
         return
     torch.manual_seed(0)
     torch.set_num_threads(1)
+
+
+# ---------------------------------------------------------------------------- tiny models
+from pathlib import Path
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+TRAINED_POLICY_DIR = DATA_DIR / "tiny_arith_policy"
+
+
+@pytest.fixture(scope="session")
+def word_tokenizer():
+    """The closed-vocabulary word tokenizer of the arithmetic task."""
+    from envs.arith import vocabulary_words
+    from reasoner.tokenizer import build_word_tokenizer
+    return build_word_tokenizer(vocabulary_words())
+
+
+@pytest.fixture(scope="session")
+def tiny_policy_dir(tmp_path_factory, word_tokenizer):
+    """An HF checkpoint directory of a random tiny Qwen2 (hidden 32) with the word tokenizer."""
+    from reasoner.tiny import TinyModelConfig, build_tiny_model
+    model = build_tiny_model(TinyModelConfig(hidden_size=32, num_heads=2, num_kv_heads=2,
+                                             intermediate_size=64), word_tokenizer, seed=0)
+    out = tmp_path_factory.mktemp("tiny_policy")
+    model.save_pretrained(out)
+    word_tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained_policy_dir():
+    """The committed tiny policy trained by `launch.train_sft` on arithmetic (see its README)."""
+    if not (TRAINED_POLICY_DIR / "config.json").exists():
+        pytest.skip("tests/data/tiny_arith_policy is missing")
+    return TRAINED_POLICY_DIR

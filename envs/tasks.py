@@ -1,0 +1,77 @@
+"""One entry point for math-style tasks: `load_problems(cfg, split, limit)`.
+
+Tasks:
+- arith: the synthetic embedded default (`envs.arith`), generated on the fly, seeded.
+- gsm8k: GSM8K (`envs.gsm8k`): the vendored test split by default, or a local jsonl / HF dataset.
+- math: MATH (`envs.math`): a local jsonl or an HF dataset.
+- math500: MATH-500 (`envs.math`): the vendored copy by default.
+
+Each task also fixes its step format and answer style; recipes choose prompts to match.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from envs.arith import ArithConfig, load_arith
+from envs.base import Problem, TaskError
+
+__all__ = ["TaskName", "TaskConfig", "load_problems"]
+
+
+class TaskName(str, enum.Enum):
+    ARITH = "arith"
+    GSM8K = "gsm8k"
+    MATH = "math"
+    MATH500 = "math500"
+
+
+@dataclass
+class TaskConfig:
+    """Which problems to train and evaluate on (the `task` block of a recipe)."""
+    name: TaskName = TaskName.ARITH
+    """arith (synthetic, embedded default), gsm8k, math or math500."""
+    train_path: str = ""
+    """Local jsonl for the train split ("" = the task's default source)."""
+    test_path: str = ""
+    """Local jsonl for the test split ("" = the vendored or generated default)."""
+    hf_name: str = ""
+    """Hugging Face dataset name to load instead of files (needs network; never used in tests)."""
+    arith: ArithConfig = field(default_factory=ArithConfig)
+    """Difficulty of the synthetic task (used when name=arith)."""
+    data_seed: int = 0
+    """Seed of the synthetic generator (train and test streams are disjoint anyway)."""
+
+
+def load_problems(cfg: TaskConfig, split: str, limit: int | None = None, *, offset: int = 0) -> list[Problem]:
+    """Problems of `split` ("train" or "test"), at most `limit` of them after skipping `offset`.
+
+    Raises:
+        TaskError: unknown task or split, missing or empty data.
+    """
+    if split not in ("train", "test"):
+        raise TaskError(f"unknown split {split!r} (use 'train' or 'test')")
+    name = TaskName(cfg.name)
+    path = (cfg.train_path if split == "train" else cfg.test_path) or None
+    hf = cfg.hf_name or None
+    if name == TaskName.ARITH:
+        if limit is None:
+            raise TaskError("arith is generated: give a limit (number of problems)")
+        return load_arith(split, offset + limit, cfg.arith, seed=cfg.data_seed)[offset:]
+    if name == TaskName.GSM8K:
+        from envs.gsm8k import load_gsm8k
+        problems = load_gsm8k(split, path=path, hf_name=hf)
+    elif name == TaskName.MATH:
+        from envs.math import load_math
+        problems = load_math(split, path=path, hf_name=hf)
+    elif name == TaskName.MATH500:
+        if split != "test":
+            raise TaskError("math500 has only a test split (train on 'math')")
+        from envs.math import load_math500
+        problems = load_math500(path=path, hf_name=hf)
+    else:  # pragma: no cover - Enum exhausts the cases
+        raise TaskError(f"unknown task {cfg.name!r}")
+    problems = problems[offset:] if limit is None else problems[offset:offset + limit]
+    if not problems:
+        raise TaskError(f"{name.value}/{split}: no problems (offset {offset}, limit {limit})")
+    return problems
