@@ -4,5 +4,6 @@ ALFWorld, NetHack/MiniHack, toy problems for tests, and the one answer grader.
 Import-light: heavy environment packages are imported only by their own modules.
 """
 from envs.base import Problem, TaskError
+from envs.grading import extract_answer, grade, normalize_answer
 
-__all__ = ["Problem", "TaskError"]
+__all__ = ["Problem", "TaskError", "grade", "extract_answer", "normalize_answer"]

@@ -8,13 +8,14 @@ Extraction (`extract_answer`), first rule that matches wins; within a rule the l
 
 1. `#### x` (GSM8K, the arith task): the rest of the line after the last `####`.
 2. `\\boxed{x}` / `\\fbox{x}` (MATH): the brace-balanced content of the last one
-   (also the brace-less form `\\boxed 5`).
+   (also the brace-less form `\\boxed 5`). An unterminated last box (a cut-off response) does
+   not count; the later rules are tried.
 3. "The answer is x" / "final answer is x" / "Answer: x": the rest of the line after the last
    cue; a leading `$...$` is unwrapped, so Minerva's "The final answer is $x$. I hope it is
    correct." gives `x`.
 4. Fallback, on by default (`fallback_last_number=True`): the last number in the text, as the
    DeepSeek-Math evaluator that OREO adopts does (algorithms.md 2.9; MCTS-DPO 3.8 too).
-   Turn it off to require an explicit answer marker.
+   Turn it off to require an explicit answer marker. Digits are ASCII 0-9 only.
 
 A reference may be a bare answer ("18", "\\frac{1}{2}") or a full reference solution: if it
 holds `####` or `\\boxed` the answer is extracted from it (rules 1-2 only, never the
@@ -61,6 +62,8 @@ DEFAULT_TIMEOUT_S = 5.0
 """Per-call limit on the symbolic path; math-verify calls take 1-260 ms (environment.md sec. 5)."""
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)")
+_BARE_BOX_RE = re.compile(r"[^\s$]+")
+_BRACE_RE = re.compile(r"[{}]")
 _CUE_RE = re.compile(r"(?:\banswer\s+is\b|\banswer\s*(?:\*\*)?\s*:)", re.IGNORECASE)
 # A number in running text: thousands groups of three or plain digits, optional decimals and `%`;
 # a minus sign counts only where it cannot be a binary minus ("5-3" ends in 3, not -3).
@@ -87,23 +90,19 @@ _DELIMS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 def _boxed_content(text: str, start: int) -> str | None:
     """Content of the `\\boxed`/`\\fbox` whose backslash is at `start`; None if unterminated."""
     i = _BOX_RE.match(text, start).end()
-    n = len(text)
-    while i < n and text[i] == " ":
+    if i < len(text) and text[i] == " ":  # brace-less `\boxed 5`: up to the next space or `$`
         i += 1
-    if i >= n:
+        while i < len(text) and text[i] == " ":
+            i += 1
+        if i < len(text) and text[i] != "{":
+            return _BARE_BOX_RE.match(text, i).group(0)
+    if i >= len(text) or text[i] != "{":
         return None
-    if text[i] != "{":  # brace-less `\boxed 5`: up to the next space or `$`
-        m = re.match(r"[^\s$]+", text[i:])
-        return m.group(0) if m else None
     depth = 0
-    for j in range(i, n):
-        c = text[j]
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i + 1:j]
+    for m in _BRACE_RE.finditer(text, i):  # visits braces only: fast on long texts
+        depth += 1 if m.group(0) == "{" else -1
+        if depth == 0:
+            return text[i + 1:m.start()]
     return None
 
 
@@ -135,7 +134,7 @@ def _after_cue(text: str) -> str | None:
     rest = text[last.end():].lstrip(" \t:*\n")
     for left, right in _DELIMS:  # "$x$. I hope it is correct." -> x
         if rest.startswith(left):
-            close = rest.find(right, len(left))
+            close = _find_unescaped(rest, right, len(left))
             if close > 0:
                 return _clean(rest[len(left):close]) or None
     line = rest.split("\n", 1)[0]
@@ -143,6 +142,14 @@ def _after_cue(text: str) -> str | None:
     if sentence_end:
         line = line[:sentence_end.start()]
     return _clean(line) or None
+
+
+def _find_unescaped(text: str, token: str, start: int) -> int:
+    """Index of the first `token` at or after `start` not preceded by a backslash ("\\$"), or -1."""
+    i = text.find(token, start)
+    while i > 0 and text[i - 1] == "\\":
+        i = text.find(token, i + 1)
+    return i
 
 
 def _clean(ans: str) -> str:
@@ -278,18 +285,18 @@ def normalize_answer(ans: str) -> str:
     num = _parse_number(light)
     if num is None:
         return light
-    text = format(num.value.normalize(), "f") if num.value != 0 else "0"
+    text = format(num.value, "f")  # exact: no rounding to the context precision
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    text = "0" if text in ("-0", "") else text
     return text + ("%" if num.percent else "")
 
 
 def _brace_depth(s: str) -> int:
     depth = deepest = 0
-    for c in s:
-        if c == "{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif c == "}":
-            depth -= 1
+    for m in _BRACE_RE.finditer(s):
+        depth += 1 if m.group(0) == "{" else -1
+        deepest = max(deepest, depth)
     return deepest
 
 

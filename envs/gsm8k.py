@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from envs.base import Problem, TaskError
-from envs.sources import DATA_DIR, Row, check_limit, check_split, load_hf_rows, read_jsonl
+from envs.sources import DATA_DIR, check_limit, check_split, load_hf_rows, read_jsonl
 
 __all__ = ["load_gsm8k", "strip_calculator_annotations", "SPLITS", "VENDORED_TEST"]
 

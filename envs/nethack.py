@@ -79,7 +79,8 @@ def render_text(tty_chars: np.ndarray, message: str) -> str:
     """A compact text view of a 24x80 tty screen for LLM agents.
 
     Rows 1-21 (the map) are cropped to the columns and rows that hold anything but spaces; rows
-    22-23 are the status lines. Row 0 (the message line) is replaced by `message`.
+    22-23 are the status lines, with runs of spaces collapsed. Row 0 (the message line) is
+    replaced by `message`.
     """
     rows = [bytes(r).decode("latin-1") for r in tty_chars]       # [24] strings of 80 chars
     dungeon = rows[1:-2]
@@ -91,7 +92,7 @@ def render_text(tty_chars: np.ndarray, message: str) -> str:
         map_text = "\n".join(r[left:right].rstrip() for r in body)
     else:
         map_text = "(nothing)"
-    status = "\n".join(r.strip() for r in rows[-2:])
+    status = "\n".join(" ".join(r.split()) for r in rows[-2:])
     return f"Message: {message or '(none)'}\nMap:\n{map_text}\nStatus:\n{status}"
 
 
@@ -122,6 +123,7 @@ class NetHackEnv(Env):
         self._gym = None
         self._names: tuple[str, ...] = ()
         self._obs: dict[str, np.ndarray] | None = None
+        self._bl: np.ndarray | None = None   # blstats of the last in-game screen (zero after the end)
         self._max_depth = 0
         self._end_status = "running"
 
@@ -154,7 +156,7 @@ class NetHackEnv(Env):
     def _result(self, obs: dict, reward: float, done: bool, won: bool, invalid: bool,
                 message: str | None = None) -> StepResult:
         msg = decode_message(obs["message"]) if message is None else message
-        bl = obs["blstats"]
+        bl = self._bl
         info = {"message": "" if message is not None else msg, "score": int(bl[_BL_SCORE]),
                 "depth": int(bl[_BL_DEPTH]), "turn": int(bl[_BL_TIME]), "end_status": self._end_status}
         return StepResult(text=render_text(obs["tty_chars"], msg), actions=self._names,
@@ -166,12 +168,13 @@ class NetHackEnv(Env):
         if seed is not None:
             self._gym.unwrapped.seed(core=seed, disp=seed, reseed=False)
         self._obs, _ = self._gym.reset()
-        self._max_depth = int(self._obs["blstats"][_BL_DEPTH])
+        self._bl = self._obs["blstats"].copy()   # NLE reuses its arrays
+        self._max_depth = int(self._bl[_BL_DEPTH])
         self._end_status = "running"
         return self._result(self._obs, 0.0, False, False, False)
 
     def _goal_reached(self, status_name: str) -> bool:
-        bl = self._obs["blstats"]
+        bl = self._bl
         if self.cfg.goal == NetHackGoal.TASK:
             return status_name == "task_successful"
         if self.cfg.goal == NetHackGoal.SCORE:
@@ -185,14 +188,16 @@ class NetHackEnv(Env):
         self._obs, reward, terminated, truncated, info = self._gym.step(self._names.index(name))
         status = info.get("end_status")
         self._end_status = status.name.lower() if hasattr(status, "name") else "running"
-        self._max_depth = max(self._max_depth, int(self._obs["blstats"][_BL_DEPTH]))
+        if self._obs["blstats"].any():   # NLE zeroes blstats once the game is over
+            self._bl = self._obs["blstats"].copy()
+        self._max_depth = max(self._max_depth, int(self._bl[_BL_DEPTH]))
         won = self._goal_reached(self._end_status)
         return self._result(self._obs, reward, bool(terminated or truncated or won), won, False)
 
     def _stats(self) -> dict[str, Any]:
-        if self._obs is None:
+        if self._bl is None:
             return {}
-        bl = self._obs["blstats"]
+        bl = self._bl
         return {"score": int(bl[_BL_SCORE]), "depth": int(bl[_BL_DEPTH]), "max_depth": self._max_depth,
                 "turns": int(bl[_BL_TIME]), "gold": int(bl[_BL_GOLD]), "xp_level": int(bl[_BL_XP]),
                 "end_status": self._end_status}
@@ -201,7 +206,7 @@ class NetHackEnv(Env):
         if self._gym is not None:
             self._gym.close()
         self._gym = None
-        self._obs = None
+        self._obs = self._bl = None
         super().close()
 
 

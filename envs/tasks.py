@@ -3,8 +3,8 @@
 Tasks:
 - arith: the synthetic embedded default (`envs.arith`), generated on the fly, seeded.
 - gsm8k: GSM8K (`envs.gsm8k`): the vendored test split by default, or a local jsonl / HF dataset.
-- math: MATH (`envs.math`): a local jsonl or an HF dataset.
-- math500: MATH-500 (`envs.math`): the vendored copy by default.
+- math: MATH (`envs.math_data`): a local jsonl or an HF dataset.
+- math500: MATH-500 (`envs.math_data`): the vendored copy by default.
 
 Each task also fixes its step format and answer style; recipes choose prompts to match.
 """
@@ -57,21 +57,22 @@ def load_problems(cfg: TaskConfig, split: str, limit: int | None = None, *, offs
     if name == TaskName.ARITH:
         if limit is None:
             raise TaskError("arith is generated: give a limit (number of problems)")
-        return load_arith(split, offset + limit, cfg.arith, seed=cfg.data_seed)[offset:]
-    if name == TaskName.GSM8K:
+        problems = load_arith(split, offset + limit, cfg.arith, seed=cfg.data_seed)[offset:]
+    elif name == TaskName.GSM8K:
         from envs.gsm8k import load_gsm8k
         problems = load_gsm8k(split, path=path, hf_name=hf)
     elif name == TaskName.MATH:
-        from envs.math import load_math
+        from envs.math_data import load_math
         problems = load_math(split, path=path, hf_name=hf)
     elif name == TaskName.MATH500:
         if split != "test":
             raise TaskError("math500 has only a test split (train on 'math')")
-        from envs.math import load_math500
+        from envs.math_data import load_math500
         problems = load_math500(path=path, hf_name=hf)
     else:  # pragma: no cover - Enum exhausts the cases
         raise TaskError(f"unknown task {cfg.name!r}")
-    problems = problems[offset:] if limit is None else problems[offset:offset + limit]
+    if name != TaskName.ARITH:
+        problems = problems[offset:] if limit is None else problems[offset:offset + limit]
     if not problems:
         raise TaskError(f"{name.value}/{split}: no problems (offset {offset}, limit {limit})")
     return problems

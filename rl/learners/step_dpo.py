@@ -120,7 +120,8 @@ class StepDPOLearner:
         self.policy_version = 0
 
     # ------------------------------------------------------------------ one optimizer step
-    def _micro_batch_loss(self, indices: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
+    def batch_loss(self, indices: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Mean loss (with grad) and metrics of the encoded pairs at `indices`."""
         batch = collate_pairs([self._items[i] for i in indices], self.pad_id).to(self.device)
         with training.autocast(self.device, self.dtype):
             with torch.no_grad():
@@ -147,7 +148,7 @@ class StepDPOLearner:
         for k in range(cfg.grad_accum):
             idx = training.micro_batch_indices(len(self._items), cfg.batch_size, cfg.seed,
                                                self.step * cfg.grad_accum + k)
-            loss, stats = self._micro_batch_loss(idx)
+            loss, stats = self.batch_loss(idx)
             (loss / cfg.grad_accum).backward()
             for name, v in stats.items():
                 totals[name] = totals.get(name, 0.0) + v / cfg.grad_accum

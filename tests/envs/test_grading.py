@@ -30,6 +30,7 @@ def warm_worker():
     ("We get $\\boxed{\\frac{1}{\\sqrt{2}}}$.", "\\frac{1}{\\sqrt{2}}"),  # nested braces
     ("\\boxed{1} then \\boxed{\\{2, 3\\}}", "\\{2, 3\\}"),              # last box
     ("\\fbox{42}", "42"),
+    ("\\boxed{}", None), ("\\boxedx 5", "5"),                          # not a box: fallback
     ("so the result is \\boxed 7$.", "7"),                             # brace-less form
     ("The answer is 42.", "42"),
     ("So the answer is: **18**.\nThanks", "18"),
@@ -63,6 +64,7 @@ def test_fallback_flag():
 @pytest.mark.parametrize("answer, expected", [
     ("1,000", "1000"), ("$18.50", "18.5"), ("25\\%", "25%"), ("18 dollars", "18"), ("-0.0", "0"),
     ("10,\\!000", "10000"), ("1{,}000", "1000"), ("100.000", "100"), ("5\\text{ cm}", "5"),
+    ("12345678901234567890123456789012.50", "12345678901234567890123456789012.5"),
     ("\\left( 3, \\dfrac{\\pi}{2} \\right)", "( 3, \\frac{\\pi}{2} )"), ("x  +   1", "x + 1"),
 ])
 def test_normalize_answer(answer, expected):
@@ -263,3 +265,17 @@ def test_timeout_kills_worker_and_next_call_works():
     assert _symbolic.worker_pid() is None
     assert grade("\\boxed{(x+1)^3}", "x^3+3x^2+3x+1")  # a fresh worker answers
     assert _symbolic.worker_pid() not in (None, old)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
+def test_forked_child_gets_its_own_worker():
+    assert grade("\\boxed{2\\sqrt{2}}", "\\sqrt{8}")
+    parent_worker = _symbolic.worker_pid()
+    pid = os.fork()
+    if pid == 0:  # child: must not talk to (or kill) the parent's worker
+        ok = grade("\\boxed{3\\sqrt{2}}", "\\sqrt{18}") and _symbolic.worker_pid() != parent_worker
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert _symbolic.worker_pid() == parent_worker
+    assert grade("\\boxed{4\\sqrt{2}}", "\\sqrt{32}")
