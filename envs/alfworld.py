@@ -1,9 +1,9 @@
 """ALFWorld (text mode): household tasks in TextWorld, one game per `AlfworldEnv`.
 
-Wraps ALFWorld's own text environment: `textworld.start` on a game's `game.tw-pddl` with
-ALFWorld's `AlfredDemangler` (object names such as "apple 1") and `AlfredInfos` wrappers, the
-same stack `alfworld.agents.environment.AlfredTWEnv.init_env` registers (Shridhar et al.,
-ICLR 2021). Games are read from `$ALFWORLD_DATA` (or an explicit directory) laid out as ALFWorld
+Wraps ALFWorld's own text environment: TextWorld's `PddlEnv` on a game's `game.tw-pddl` under
+ALFWorld's `AlfredDemangler` (object names such as "apple 1") and `AlfredInfos` wrappers, which
+is what `textworld.start` builds for the stack `alfworld.agents.environment.AlfredTWEnv.init_env`
+registers (Shridhar et al., ICLR 2021). Games are read from `$ALFWORLD_DATA` (or an explicit directory) laid out as ALFWorld
 expects; nothing is downloaded:
 
     <data_dir>/json_2.1.1/<split>/<task_type>-<Obj>-<MRecep>-<Recep>-<scene>/<trial>/
@@ -28,6 +28,17 @@ Experts (for offline data and to prove the evaluation harness):
   for "put" to notice that it has put an object down, so we tell it "put X in/on Y" after a
   successful move. Without (2) it keeps believing it holds the first object in pick-two tasks.
 - WALKTHROUGH: the command list stored in each game file (solves the game; 3-9 commands).
+
+Memory: every TextWorld PDDL game loads its own copy of the fast-downward planner library
+(about 3 MB resident each) and never unloads it, and unloading it (`close_lib`) crashes the
+process at exit. So closed games hand their library copy back to a free list and new games take
+one from there (a library copy is reloaded with the new problem on every reset anyway); a long
+evaluation holds at most as many copies as it has games open at once.
+
+Threads: TextWorld parses its grammar with tatsu, which is not thread-safe (games built or
+stepped on two threads at once fail with parse errors), so every TextWorld call in a process
+holds one lock. ALFWorld steps are pure Python and GIL-bound anyway: for parallel games use
+processes (`launch.env_actors.RayEnvPool`).
 """
 from __future__ import annotations
 
@@ -163,10 +174,10 @@ def goal_of(first_text: str) -> str:
     return m.group(1)
 
 
-class _ExpertRandom(threading.local):
+class _ExpertRandom:
     """Stands in for the `random` module inside ALFWorld's expert (it only calls `choice`).
 
-    Thread-local, so envs stepped on a thread pool each use their own episode RNG.
+    `rng` is pointed at the env's episode RNG before each expert call, under the TextWorld lock.
     """
 
     def __init__(self) -> None:
@@ -177,6 +188,27 @@ class _ExpertRandom(threading.local):
 
 
 _EXPERT_RANDOM = _ExpertRandom()
+_TEXTWORLD_LOCK = threading.Lock()   # tatsu (TextWorld's grammar parser) is not thread-safe
+_FREE_PLANNER_LIBS: list = []        # fast-downward library copies of closed games (module docstring)
+
+
+def _start_textworld(game_file: str, infos):
+    """`textworld.start(game_file, infos, [AlfredDemangler, AlfredInfos])` with a reused planner library.
+
+    Builds the same object `textworld.start` builds for a .tw-pddl game (TextWorld's `PddlEnv`
+    under ALFWorld's wrappers), except that the fast-downward library copy comes from the free
+    list when one is there. Call with `_TEXTWORLD_LOCK` held.
+    """
+    import fast_downward
+    import textworld
+    from alfworld.agents.environment.alfred_tw_env import AlfredDemangler, AlfredInfos
+    from textworld.envs.pddl import PddlEnv
+    pddl = PddlEnv.__new__(PddlEnv)
+    textworld.core.Environment.__init__(pddl, infos)          # PddlEnv.__init__ minus load_lib()
+    pddl.downward_lib = _FREE_PLANNER_LIBS.pop() if _FREE_PLANNER_LIBS else fast_downward.load_lib()
+    env = AlfredInfos(AlfredDemangler(pddl, shuffle=False))   # the wrappers AlfredTWEnv registers
+    env.load(game_file)
+    return env
 
 
 def _install_expert_random() -> None:
@@ -224,17 +256,16 @@ class AlfworldEnv(Env):
 
     def _build(self) -> None:
         import textworld
-        from alfworld.agents.environment.alfred_tw_env import AlfredDemangler, AlfredInfos
         infos = textworld.EnvInfos(won=True, admissible_commands=True,
                                    facts=self.cfg.expert == ExpertKind.HANDCODED,
                                    extras=["gamefile", "walkthrough"])
-        self._tw = textworld.start(self.game.game_file, infos,
-                                   wrappers=[AlfredDemangler(shuffle=False), AlfredInfos])
+        self._tw = _start_textworld(self.game.game_file, infos)
 
     def _reset(self, seed: int | None) -> StepResult:
-        if self._tw is None:
-            self._build()
-        self._state = self._tw.reset()
+        with _TEXTWORLD_LOCK:
+            if self._tw is None:
+                self._build()
+            self._state = self._tw.reset()
         text = strip_banner(self._state.feedback)
         self._goal = goal_of(text)
         self._walkthrough = tuple(self._state.get("extra.walkthrough") or ())
@@ -252,10 +283,11 @@ class AlfworldEnv(Env):
     def _step(self, action: str) -> StepResult:
         command = " ".join(action.split()).lower()
         invalid = command not in self._state["admissible_commands"]
-        self._state, score, done = self._tw.step(command)
+        with _TEXTWORLD_LOCK:
+            self._state, score, done = self._tw.step(command)
+            if self.cfg.expert == ExpertKind.HANDCODED and not done:
+                self._advance_expert(command)
         won = bool(self._state["won"])
-        if self.cfg.expert == ExpertKind.HANDCODED and not done:
-            self._advance_expert(command)
         if self._walk_pos < len(self._walkthrough) and command == self._walkthrough[self._walk_pos]:
             self._walk_pos += 1
         return StepResult(text=self._state.feedback, actions=tuple(self._state["admissible_commands"]),
@@ -291,7 +323,9 @@ class AlfworldEnv(Env):
 
     def close(self) -> None:
         if self._tw is not None:
-            self._tw.close()
+            with _TEXTWORLD_LOCK:
+                self._tw.close()
+                _FREE_PLANNER_LIBS.append(self._tw.unwrapped.downward_lib)
         self._tw = None
         self._state = None
         self._expert = None

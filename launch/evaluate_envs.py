@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-tokens", type=int, default=128, help="new tokens per agent turn")
     ap.add_argument("--temperature", type=float, default=0.0)
     ap.add_argument("--device", default="auto", help="torch device for --model PATH")
+    ap.add_argument("--max-model-len", type=int, default=4096,
+                    help="longest prompt + turn in tokens for --model PATH (a 40-turn ReAct episode needs ~3k)")
     ap.add_argument("--out", help="result JSON path (default runs/eval/<model>_<task>.json)")
     ap.add_argument("--records", help="write every episode as a Trajectory (.jsonl or .parquet)")
     return ap
@@ -115,7 +117,8 @@ def run(args) -> dict:
     if source == "agent":
         from reasoner.generation import GeneratorConfig
         from reasoner.loading import build_generator
-        generator = build_generator(GeneratorConfig(device=args.device, seed=args.seed), args.model)
+        generator = build_generator(GeneratorConfig(device=args.device, seed=args.seed,
+                                                    max_model_len=args.max_model_len), args.model)
     episodes = []
     for start in range(0, len(envs), args.batch_size):
         batch = envs[start:start + args.batch_size]

@@ -60,13 +60,11 @@ def _batches(cfg, tokenizer):
 
 def train_sft(cfg, out: Path, *, show_progress: bool = True) -> dict:
     """Train per `cfg` into `out` (an HF checkpoint directory); resumes from out/state/."""
-    from torch.utils.tensorboard import SummaryWriter
-    from tqdm import tqdm
-
     from launch.config import to_yaml
     from launch.seeding import seed_everything
     from reasoner.loading import load_policy, resolve_device
     from rl.learners.sft import SFTLearner
+    from rl.training import open_writer
 
     info_path = out / "training_info.json"
     if info_path.exists() and json.loads(info_path.read_text()).get("steps") == cfg.sft.steps:
@@ -82,11 +80,9 @@ def train_sft(cfg, out: Path, *, show_progress: bool = True) -> dict:
     batches = _batches(cfg, tokenizer)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sft_config.yaml").write_text(to_yaml(cfg))
-    learner = SFTLearner(model, tokenizer, cfg.sft)
-    writer = SummaryWriter(str(out / "tensorboard"))
-    bar = tqdm(total=cfg.sft.steps, desc="sft", unit="step", disable=not show_progress, mininterval=1.0)
-    stats = learner.fit(batches, state_path=out / "state" / "sft_state.pt", writer=writer, progress=bar)
-    bar.close()
+    learner = SFTLearner(model, tokenizer, cfg.sft, batches)
+    writer = open_writer(out / "tensorboard")
+    stats = learner.fit(state_path=out / "state" / "sft_state.pt", writer=writer, progress=show_progress)
     writer.close()
     model.eval()
     model.save_pretrained(out)
@@ -117,7 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {args.out}: {info['steps']} steps, loss {info['final_loss']:.4f}, "
+    loss = info["final_loss"]
+    print(f"wrote {args.out}: {info['steps']} steps, loss {'n/a' if loss is None else f'{loss:.4f}'}, "
           f"{info['tokens_per_s']:.0f} tok/s")
     return 0
 

@@ -71,7 +71,13 @@ class ValueModel(nn.Module):
         import copy
         if isinstance(policy, (str, os.PathLike)):
             from transformers import AutoModel
-            return cls(AutoModel.from_pretrained(str(policy)), tokenizer)
+            from transformers.utils import logging as hf_logging
+            verbosity = hf_logging.get_verbosity()
+            hf_logging.set_verbosity_error()   # the dropped LM head is expected, not worth a report
+            try:
+                return cls(AutoModel.from_pretrained(str(policy)), tokenizer)
+            finally:
+                hf_logging.set_verbosity(verbosity)
         return cls(copy.deepcopy(policy.base_model), tokenizer)
 
     @classmethod

@@ -170,6 +170,8 @@ def run_episodes(policy: Policy, pool: EnvPool, fmt: TurnFormat, cfg: AgentConfi
     while live:
         contexts = [fmt.context(prompts[i], steps[i], obs[i]) for i in live]
         turns = policy.act(contexts, [last[i] for i in live], live)
+        if len(turns) != len(live):
+            raise ValueError(f"policy returned {len(turns)} turns for {len(live)} live envs")
         to_step, actions = [], []
         for i, turn in zip(live, turns):
             step_text, action = fmt.split_turn(turn)

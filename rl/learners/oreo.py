@@ -25,7 +25,7 @@ regenerate trajectories with the new policy, then build a new learner from those
 (reference unchanged: the SFT model) and train again.
 
 Outputs (`fit`): `OUT/policy/` (HF checkpoint + tokenizer + learner_info.json), `OUT/value/`
-(`ValueModel` directory), `OUT/tb/`, `OUT/state/training_state.pt`.
+(`ValueModel` directory), `OUT/tensorboard/`, `OUT/state/training_state.pt`.
 """
 from __future__ import annotations
 
@@ -272,7 +272,7 @@ class OREOLearner:
         self.policy_sched = training.build_scheduler(self.policy_opt, **sched)
         self.value_sched = training.build_scheduler(self.value_opt, **sched)
         out = Path(out_dir) if out_dir is not None else None
-        writer = training.open_writer(out / "tb" if out else None)
+        writer = training.open_writer(out / "tensorboard" if out else None)
         try:
             summary = training.run_loop(
                 self, total_steps=total, state_path=out / "state" / training.STATE_FILE if out else None,

@@ -14,16 +14,16 @@ TensorBoard scalars. It is a plain class: data, model and output directory are p
 """
 from __future__ import annotations
 
-import math
-import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 
-__all__ = ["SFTConfig", "SFTLearner", "cosine_with_warmup", "collate_sft"]
+from rl.training import (build_adamw, capture_rng, cosine_with_warmup, load_state, restore_rng, run_loop,
+                         save_state)
+
+__all__ = ["SFTConfig", "SFTLearner", "collate_sft"]
 
 
 @dataclass
@@ -63,14 +63,6 @@ class SFTConfig:
             raise ValueError("sft.lr must be > 0 and sft.min_lr_ratio in [0, 1]")
 
 
-def cosine_with_warmup(step: int, *, total: int, warmup: int, min_ratio: float) -> float:
-    """LR multiplier at `step`: linear warm-up to 1, then cosine down to `min_ratio` at `total`."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
 def collate_sft(pairs: list[tuple[list[int], list[int]]], pad_id: int, max_len: int):
     """Right-pad (prompt ids, response ids) pairs into tensors.
 
@@ -90,22 +82,25 @@ def collate_sft(pairs: list[tuple[list[int], list[int]]], pad_id: int, max_len: 
 
 
 class SFTLearner:
-    """Trains `model` on (prompt, response) text pairs; see the module docstring."""
+    """Trains `model` on (prompt, response) text pairs; see the module docstring.
 
-    def __init__(self, model, tokenizer, cfg: SFTConfig):
+    Args:
+        batches: `batches(step)` returns the text pairs of optimizer step `step`; indexing by step
+            makes a resumed run see exactly the data an uninterrupted run would.
+    """
+
+    def __init__(self, model, tokenizer, cfg: SFTConfig, batches: Callable[[int], list[tuple[str, str]]]):
         self.model = model
         self.tokenizer = tokenizer
         self.cfg = cfg
+        self.batches = batches
         self.device = next(model.parameters()).device
-        decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-        no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-        self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        self.optimizer = build_adamw(model, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: cosine_with_warmup(s, total=cfg.steps, warmup=cfg.warmup_steps,
                                                          min_ratio=cfg.min_lr_ratio))
         self.step = 0
+        self.tokens = 0
 
     def encode(self, prompt: str, response: str) -> tuple[list[int], list[int]]:
         """Token ids of the prompt and of response + EOS (the tokens that carry loss)."""
@@ -113,12 +108,12 @@ class SFTLearner:
         r = self.tokenizer(response, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
         return p, r
 
-    def train_step(self, batch: list[tuple[str, str]]) -> tuple[float, int]:
-        """One optimizer step on text pairs; returns (loss, response tokens)."""
+    def train_step(self) -> dict[str, float]:
+        """One optimizer step on the pairs of `batches(step)`."""
         self.model.train()
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        input_ids, mask, labels = (t.to(self.device) for t in
-                                   collate_sft([self.encode(p, r) for p, r in batch], pad, self.cfg.max_len))
+        pairs = [self.encode(p, r) for p, r in self.batches(self.step)]
+        input_ids, mask, labels = (t.to(self.device) for t in collate_sft(pairs, pad, self.cfg.max_len))
         logits = self.model(input_ids=input_ids, attention_mask=mask).logits[:, :-1].float()
         targets = labels[:, 1:]
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
@@ -127,65 +122,43 @@ class SFTLearner:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
+        lr = self.scheduler.get_last_lr()[0]
         self.scheduler.step()
         self.step += 1
-        return loss.item(), int((targets != -100).sum())
+        n_tok = int((targets != -100).sum())
+        self.tokens += n_tok
+        return {"loss": loss.item(), "lr": lr, "tokens": float(n_tok)}
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "step": self.step,
-                "torch_rng": torch.get_rng_state()}
+                "scheduler": self.scheduler.state_dict(), "step": self.step, "tokens": self.tokens,
+                "rng": capture_rng()}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.step = int(state["step"])
-        torch.set_rng_state(state["torch_rng"])
+        self.step, self.tokens = int(state["step"]), int(state.get("tokens", 0))
+        restore_rng(state["rng"])
 
-    def save_state(self, path: str | os.PathLike) -> None:
-        """Write the resumable state atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
-
-    def fit(self, batches: Callable[[int], list[tuple[str, str]]], *, state_path: str | os.PathLike | None = None,
-            writer=None, progress: Iterator | None = None) -> dict:
-        """Run until `cfg.steps` optimizer steps, resuming from `state_path` when it exists.
-
-        Args:
-            batches: `batches(step)` returns the text pairs of optimizer step `step`; indexing by
-                step makes a resumed run see exactly the data the uninterrupted run would.
-            state_path: where the resumable state lives (None = no saving).
-            writer: a TensorBoard `SummaryWriter` or None.
-            progress: a tqdm bar to advance, or None.
+    def fit(self, *, state_path=None, writer=None, progress: bool = True) -> dict:
+        """Train until `cfg.steps` (resuming from `state_path` when it exists).
 
         Returns:
-            {"steps", "final_loss", "tokens", "seconds", "tokens_per_s"}.
+            {"steps", "final_loss" (EMA), "tokens", "seconds", "tokens_per_s"} of this process's part.
         """
-        if state_path is not None and Path(state_path).exists():
-            self.load_state_dict(torch.load(state_path, weights_only=False))
-            if progress is not None:
-                progress.update(self.step)
-        t0, tokens, ema = time.perf_counter(), 0, None
-        while self.step < self.cfg.steps:
-            loss, n_tok = self.train_step(batches(self.step))
-            tokens += n_tok
-            ema = loss if ema is None else 0.98 * ema + 0.02 * loss
-            if progress is not None:
-                if self.step % 10 == 0:
-                    progress.set_postfix(loss=f"{ema:.3f}", tok_s=f"{tokens / (time.perf_counter() - t0):.0f}",
-                                         refresh=False)
-                progress.update(1)
-            if writer is not None and (self.step % self.cfg.log_every == 0 or self.step == self.cfg.steps):
-                writer.add_scalar("sft/loss", loss, self.step)
-                writer.add_scalar("sft/lr", self.scheduler.get_last_lr()[0], self.step)
-            if state_path is not None and self.cfg.save_every and self.step % self.cfg.save_every == 0:
-                self.save_state(state_path)
-        if state_path is not None:
-            self.save_state(state_path)
+        ema: list[float] = []
+        saved = load_state(state_path) if state_path is not None else None
+        tokens_before = int(saved.get("tokens", 0)) if saved else 0
+
+        def track(step: int, metrics: dict) -> None:
+            ema.append(metrics["loss"] if not ema else 0.98 * ema[-1] + 0.02 * metrics["loss"])
+
+        t0 = time.perf_counter()
+        out = run_loop(self, total_steps=self.cfg.steps, state_path=state_path, writer=writer, tag="sft",
+                       log_every=self.cfg.log_every, save_every=self.cfg.save_every, progress=progress,
+                       meta={"algo": "sft", "batch_size": self.cfg.batch_size}, on_step=track)
         secs = time.perf_counter() - t0
-        return {"steps": self.step, "final_loss": ema, "tokens": tokens, "seconds": secs,
+        tokens = self.tokens - tokens_before
+        return {"steps": out["steps"], "final_loss": ema[-1] if ema else None, "tokens": tokens, "seconds": secs,
                 "tokens_per_s": tokens / secs if secs > 0 else 0.0}

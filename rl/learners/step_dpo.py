@@ -19,7 +19,7 @@ is checked against TRL's own `DPOTrainer` loss on the same model and tokens in
 tests/rl/test_losses.py, so the two agree where both apply (eps = 0, and eps > 0 through TRL's
 sigmoid loss on both orderings of the pair).
 
-Outputs (`fit`): `OUT/policy/` (HF checkpoint + tokenizer + learner_info.json), `OUT/tb/`
+Outputs (`fit`): `OUT/policy/` (HF checkpoint + tokenizer + learner_info.json), `OUT/tensorboard/`
 (TensorBoard curves), `OUT/state/training_state.pt` (resumable).
 """
 from __future__ import annotations
@@ -206,7 +206,7 @@ class StepDPOLearner:
         self.scheduler = training.build_scheduler(self.optimizer, total_steps=total, warmup_ratio=cfg.warmup_ratio,
                                                   min_lr_ratio=cfg.min_lr_ratio)
         out = Path(out_dir) if out_dir is not None else None
-        writer = training.open_writer(out / "tb" if out else None)
+        writer = training.open_writer(out / "tensorboard" if out else None)
         try:
             summary = training.run_loop(
                 self, total_steps=total, state_path=out / "state" / training.STATE_FILE if out else None,

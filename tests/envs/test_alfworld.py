@@ -127,6 +127,13 @@ def test_invalid_command_and_step_limit(games):
         env.step("look")
     with pytest.raises(EnvError, match="no expert"):
         env.expert_action()
+    # closing hands the planner library back; the next game built reuses it and plays normally
+    from envs import alfworld
+    env.close()
+    free = len(alfworld._FREE_PLANNER_LIBS)
+    assert free >= 1
+    assert env.reset().text == first.text and len(alfworld._FREE_PLANNER_LIBS) == free - 1
+    assert env.step("go to countertop 1").text.startswith("You arrive at countertop 1.")
     env.close()
 
 

@@ -1,4 +1,4 @@
-"""Fixtures for the learner tests: a character-level tokenizer with readable ids, tiny Qwen2
+"""Fixtures for the learner tests: a character-level tokenizer with readable ids, tiny Llama/Qwen2
 models built from config, and small record sets (no downloads, CPU only)."""
 from __future__ import annotations
 
@@ -22,16 +22,22 @@ def char_tokenizer():
                                    unk_token="<unk>", clean_up_tokenization_spaces=False)
 
 
-def tiny_model(tokenizer, seed: int = 0):
-    """A 2-layer Qwen2 causal LM (hidden 16) for `tokenizer`, deterministic in `seed`."""
+def tiny_model(tokenizer, seed: int = 0, arch: str = "llama"):
+    """A 2-layer causal LM (hidden 16) for `tokenizer`, deterministic in `seed`.
+
+    Llama by default: transformers 5 maps the `qwen2` model type to `Qwen2Tokenizer`, so
+    `AutoTokenizer` would re-tokenise our char tokenizer inside a Qwen2 checkpoint directory
+    (see reasoner/tiny.py). Qwen2 ("qwen2") is used by in-memory tests.
+    """
     import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-    cfg = Qwen2Config(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=2, head_dim=8, max_position_embeddings=256,
-                      tie_word_embeddings=False, pad_token_id=0, eos_token_id=1, bos_token_id=1)
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+    config_cls, model_cls = (Qwen2Config, Qwen2ForCausalLM) if arch == "qwen2" else (LlamaConfig, LlamaForCausalLM)
+    cfg = config_cls(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                     num_attention_heads=2, num_key_value_heads=2, head_dim=8, max_position_embeddings=256,
+                     tie_word_embeddings=False, pad_token_id=0, eos_token_id=1, bos_token_id=1)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return Qwen2ForCausalLM(cfg)
+        return model_cls(cfg)
 
 
 @pytest.fixture(scope="session")
@@ -41,8 +47,8 @@ def tok():
 
 @pytest.fixture(scope="session")
 def make_model(tok):
-    """`make_model(seed)` -> a fresh tiny policy for the session tokenizer."""
-    return lambda seed=0: tiny_model(tok, seed)
+    """`make_model(seed, arch)` -> a fresh tiny policy for the session tokenizer."""
+    return lambda seed=0, arch="llama": tiny_model(tok, seed, arch)
 
 
 @pytest.fixture

@@ -52,6 +52,15 @@ def test_oreo_smoke_trains_policy_and_value_leaves_reference(make_model, tok, tr
     assert (info["algo"], info["policy_version"], info["config"]["variant"]) == ("oreo", 2, variant.value)
 
 
+def test_oreo_runs_on_qwen2(make_model, tok, trajectories):
+    policy = make_model(0, "qwen2")
+    learner = OREOLearner(policy, make_model(0, "qwen2"), ValueModel.from_policy(policy), tok, _cfg(max_steps=2))
+    before = _trainable(learner.policy)
+    summary = learner.fit(trajectories, progress=False)
+    assert math.isfinite(summary["last"]["policy_loss"])
+    assert all(not torch.equal(p, before[n]) for n, p in _trainable(learner.policy).items())
+
+
 def test_oreo_value_loss_reaches_only_the_critic_policy_loss_only_the_policy(make_model, tok, trajectories):
     """The stop-gradients of eqs. 8-9 make the summed backward equal to OREO's two separate ones."""
     learner = _learner(make_model, tok)
@@ -119,7 +128,7 @@ def test_oreo_iterative_rounds_regenerate_data_with_the_new_policy(make_model, t
     r2.fit(fresh, tmp_path / "r2", progress=False)
     assert all(not torch.equal(p, before[n]) for n, p in _trainable(r2.policy).items())
     info = json.loads((tmp_path / "r2" / "policy" / "learner_info.json").read_text())
-    assert info["policy_version"] == 2
+    assert (r1.policy_version, info["policy_version"]) == (2, 3)   # newest data version + 1
 
 
 def test_oreo_errors(make_model, tok, trajectories):
@@ -130,3 +139,21 @@ def test_oreo_errors(make_model, tok, trajectories):
         _learner(make_model, tok).fit([], progress=False)
     with pytest.raises(ValueError):
         OREOConfig(variant="sentence")
+
+
+@pytest.mark.parametrize("learner_kind", ["oreo", "step_dpo"])
+def test_bf16_compute_keeps_float32_master_weights(make_model, tok, trajectories, pairs, learner_kind):
+    """The CUDA default (bf16 autocast, frozen reference in bf16) exercised on CPU."""
+    if learner_kind == "oreo":
+        learner = _learner(make_model, tok, dtype="bfloat16", max_steps=2)
+        summary = learner.fit(trajectories, progress=False)
+        trained = [learner.policy, learner.value]
+    else:
+        from rl.learners.step_dpo import StepDPOConfig, StepDPOLearner
+        learner = StepDPOLearner(make_model(0), make_model(0), tok,
+                                 StepDPOConfig(dtype="bfloat16", device="cpu", max_steps=2, batch_size=2, grad_accum=1))
+        summary = learner.fit(pairs, progress=False)
+        trained = [learner.policy]
+    assert all(math.isfinite(v) for v in summary["last"].values())
+    assert all(p.dtype == torch.float32 for m in trained for p in m.parameters())
+    assert all(p.dtype == torch.bfloat16 for p in learner.ref.parameters())

@@ -39,7 +39,7 @@ def test_step_dpo_smoke_trains_every_parameter_and_leaves_reference(make_model, 
     assert AutoTokenizer.from_pretrained(str(tmp_path / "policy"))("ab")["input_ids"] == [3, 4]
     info = json.loads((tmp_path / "policy" / "learner_info.json").read_text())
     assert (info["algo"], info["steps"], info["policy_version"]) == ("step_dpo", 3, 2)
-    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     assert (tmp_path / "state" / "training_state.pt").exists()
 
 

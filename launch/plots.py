@@ -1,0 +1,56 @@
+"""PNG plots of a run's summary: accuracy per iteration per method, and accuracy vs generated tokens."""
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["plot_summary"]
+
+
+def plot_summary(summary: dict, out_dir: Path) -> list[Path]:
+    """Write `accuracy_per_iteration.png` and `accuracy_vs_tokens.png` into `out_dir`."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    its = summary.get("iterations", [])
+    methods = sorted({m for it in its for m in it.get("eval", {})})
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for m in methods:
+        xs = [it["iteration"] for it in its if m in it["eval"]]
+        ys = [it["eval"][m]["accuracy"] for it in its if m in it["eval"]]
+        ax.plot(xs, ys, marker="o", label=m)
+    ax.set_xlabel("iteration (0 = starting policy)")
+    ax.set_ylabel("accuracy")
+    ax.set_title("Held-out accuracy per iteration")
+    ax.grid(alpha=0.3)
+    if methods:
+        ax.legend()
+    fig.tight_layout()
+    paths.append(out_dir / "accuracy_per_iteration.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for m in methods:
+        pts = [(it["eval"][m]["generated_tokens"], it["eval"][m]["accuracy"], it["iteration"])
+               for it in its if m in it["eval"]]
+        if not pts:
+            continue
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], label=m)
+        for x, y, k in pts:
+            ax.annotate(str(k), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("generated tokens for the evaluation set (log)")
+    ax.set_ylabel("accuracy")
+    ax.set_title("Accuracy vs generation budget (labels: iteration)")
+    ax.grid(alpha=0.3)
+    if methods:
+        ax.legend()
+    fig.tight_layout()
+    paths.append(out_dir / "accuracy_vs_tokens.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    return paths

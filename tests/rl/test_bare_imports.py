@@ -1,0 +1,19 @@
+"""The learners must run on a bare GPU machine with only torch + transformers: importing them (and
+the CLI module) must not pull in TRL, peft, Ray or OmegaConf."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_learner_modules_import_without_trl_peft_ray_omegaconf():
+    code = ("import sys; import rl.losses, rl.data, rl.training, rl.learners.step_dpo, rl.learners.oreo, "
+            "reasoner.value_model, reasoner.lora, launch.train; "
+            "print(sorted(m for m in ('trl', 'peft', 'ray', 'omegaconf', 'datasets') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
