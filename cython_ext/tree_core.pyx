@@ -67,26 +67,20 @@ cdef void _backup(const int[:, :, ::1] children, const int[:, ::1] num_children,
                   const int[::1] tree, const int[:, ::1] paths, const int[::1] lengths,
                   double discount) noexcept nogil:
     cdef Py_ssize_t r, i, k
-    cdef int b, node, leaf, c, length
+    cdef int b, node, c
     cdef double num, den, w
     for r in range(tree.shape[0]):
         b = tree[r]
-        length = lengths[r]
-        leaf = paths[r, length - 1]
-        q[b, leaf] = reward[b, leaf] + discount * value[b, leaf]
-        visits[b, leaf] += 1
-        if length > 1:
-            pending[b, leaf] -= 1
-        for i in range(length - 2, -1, -1):
+        for i in range(lengths[r] - 1, -1, -1):
             node = paths[r, i]
-            num = 0.0
-            den = 0.0
-            for k in range(num_children[b, node]):
-                c = children[b, node, k]
-                w = <double>(visits[b, c] if visits[b, c] > 1 else 1)
-                num += w * q[b, c]
-                den += w
-            if den > 0.0:
+            if num_children[b, node] > 0:
+                num = 0.0
+                den = 0.0
+                for k in range(num_children[b, node]):
+                    c = children[b, node, k]
+                    w = <double>(visits[b, c] if visits[b, c] > 1 else 1)
+                    num += w * q[b, c]
+                    den += w
                 value[b, node] = num / den
             visits[b, node] += 1
             if i > 0:

@@ -100,13 +100,16 @@ def run(args) -> dict:
     tokenizer = getattr(generator, "tokenizer", None) or load_tokenizer(args.model)
     value_fn = None
     if args.value:
+        from reasoner.loading import resolve_device
         from reasoner.value_model import ValueModel
-        value_fn = ValueModel.from_pretrained(args.value, device=cfg.generator.device)
+        from search.evaluators import LearnedValue
+        value_fn = LearnedValue(ValueModel.from_pretrained(args.value, device=resolve_device(cfg.generator.device)))
     prompts = _render_prompts(cfg, problems, tokenizer)
     max_tokens = args.max_tokens or _default_max_tokens(args.task)
     temperature = cfg.eval.temperature if args.temperature is None else args.temperature
     result = evaluate_problems(generator, problems, prompts, args.method, temperature=temperature,
-                               max_tokens=max_tokens, seed=args.seed, value_fn=value_fn)
+                               max_tokens=max_tokens, seed=args.seed, value_fn=value_fn,
+                               step_format=cfg.steps)
     payload = {**result.summary(), "task": args.task, "model": str(args.model), "value": args.value,
                "max_tokens": max_tokens, "temperature": temperature if args.method != "greedy" else 0.0,
                "backend": cfg.generator.backend.value, "seed": args.seed,

@@ -137,6 +137,9 @@ def run(args) -> dict:
                "model": str(args.model), "seed": args.seed, **summary, "wall_seconds": wall,
                "env_steps": total_steps, "steps_per_second": total_steps / wall,
                "finished_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if generator is not None:
+        st = generator.stats
+        payload.update(model_calls=st.calls, generated_tokens=st.generated_tokens, model_seconds=st.seconds)
     out = Path(args.out) if args.out else Path("runs/eval") / f"{Path(str(args.model)).name}_{args.task}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=2))

@@ -8,14 +8,14 @@ problem, so methods are compared at stated budgets.
 Methods (`EvalMethod`):
 - greedy: one temperature-0 response.
 - maj@k: k samples, majority vote over extracted final answers (self-consistency).
-- best_of_n: n samples, the one with the highest value (`value_fn`) or, without a value function,
-  the highest mean token log-probability under the policy.
+- best_of_n: n samples, value-weighted voting over final answers (needs a value function).
 - beam: value-guided step beam search (OREO section 2.7; needs a value function).
 - mcts: step-level MCTS as a test-time method.
 The sampling-based methods call `search.value_guided`, the one implementation of each.
 """
 from __future__ import annotations
 
+import dataclasses
 import enum
 import time
 from dataclasses import dataclass, field
@@ -83,31 +83,40 @@ class EvalResult:
 
 def _responses(method: EvalMethod, budget: int | None, generator: Generator, prompts: list[str],
                problems: Sequence[Problem], *, temperature: float, max_tokens: int, seed: int,
-               value_fn, search_cfg) -> tuple[list[str], list[int]]:
+               value_fn, search_cfg, step_format) -> tuple[list[str], list[int]]:
     """(response per problem, generated tokens per problem) of one method."""
     if method == EvalMethod.GREEDY:
         outs = generator.generate(prompts, SamplingParams(n=1, max_tokens=max_tokens, temperature=0.0))
         return [row[0].text for row in outs], [row[0].num_tokens for row in outs]
     from search import value_guided as vg
-    k = budget or 8
-    if method == EvalMethod.MAJORITY:
-        res = vg.majority_vote(generator, prompts, n=k, max_tokens=max_tokens, temperature=temperature,
-                                seed=seed)
-    elif method == EvalMethod.BEST_OF_N:
-        res = vg.best_of_n(generator, prompts, n=k, max_tokens=max_tokens, temperature=temperature,
-                            value_fn=value_fn, seed=seed)
+    if method in (EvalMethod.MAJORITY, EvalMethod.BEST_OF_N):
+        if method == EvalMethod.BEST_OF_N and value_fn is None:
+            raise ValueError("best_of_n ranks samples with a value model: give --value PATH (or use maj@k)")
+        mode = vg.BestOfNMode.MAJORITY if method == EvalMethod.MAJORITY else vg.BestOfNMode.WEIGHTED
+        if search_cfg is not None and method == EvalMethod.BEST_OF_N:
+            mode = search_cfg.mode
+        cfg = vg.BestOfNConfig(n=budget or 8, mode=mode, max_tokens=max_tokens, temperature=temperature, seed=seed)
+        out = vg.best_of_n(generator, prompts, problems, cfg, value_fn, step_format)
     elif method == EvalMethod.BEAM:
         if value_fn is None:
             raise ValueError("beam search needs a value model (--value PATH)")
-        res = vg.beam_search(generator, prompts, value_fn, width=k, cfg=search_cfg, seed=seed)
+        cfg = search_cfg or vg.BeamConfig()
+        if budget:
+            cfg = dataclasses.replace(cfg, beam_width=budget)
+        out = vg.beam_search(generator, value_fn, prompts, problems, dataclasses.replace(cfg, seed=seed), step_format)
     else:
-        res = vg.mcts_answer(generator, prompts, problems, value_fn=value_fn, cfg=search_cfg, seed=seed)
-    return res.responses, res.tokens
+        from search.evaluators import SelfEvalValue
+        cfg = search_cfg or vg.MCTSConfig()
+        if budget:
+            cfg = dataclasses.replace(cfg, num_simulations=budget)
+        out = vg.mcts_search(generator, value_fn or SelfEvalValue(generator), prompts, problems,
+                             dataclasses.replace(cfg, seed=seed), step_format)
+    return [t.response for t in out.traces], [t.generated_tokens for t in out.traces]
 
 
 def evaluate_problems(generator: Generator, problems: Sequence[Problem], prompts: Sequence[str],
                       method: str, *, temperature: float = 1.0, max_tokens: int = 256, seed: int = 0,
-                      value_fn=None, search_cfg=None,
+                      value_fn=None, search_cfg=None, step_format=None,
                       progress: Callable[[int], None] | None = None) -> EvalResult:
     """Run `method` ('greedy', 'maj@k', 'best_of_n@n', 'beam@b', 'mcts') and grade every response.
 
@@ -115,8 +124,11 @@ def evaluate_problems(generator: Generator, problems: Sequence[Problem], prompts
         generator: the policy's generator.
         problems: [B] problems with reference answers.
         prompts: [B] rendered prompts (see `reasoner.templates.render_prompt`).
-        value_fn: optional `values(states) -> list[float]` for best_of_n / beam / mcts.
-        search_cfg: the search method's config (BeamConfig / MCTSConfig) where it applies.
+        value_fn: optional `search.evaluators.ValueFn` (e.g. `LearnedValue(ValueModel)`) for
+            best_of_n / beam / mcts; mcts without one uses the policy's self-evaluation.
+        search_cfg: the method's config (BestOfNConfig / BeamConfig / MCTSConfig) where it applies;
+            the budget after '@' overrides its n / beam width / simulations.
+        step_format: what a step is (`reasoner.steps.StepFormat`), default one line.
         progress: called with the number of problems finished.
     """
     if len(problems) != len(prompts):
@@ -125,7 +137,8 @@ def evaluate_problems(generator: Generator, problems: Sequence[Problem], prompts
     before = generator.stats.snapshot()
     t0 = time.perf_counter()
     responses, tokens = _responses(kind, budget, generator, list(prompts), problems, temperature=temperature,
-                           max_tokens=max_tokens, seed=seed, value_fn=value_fn, search_cfg=search_cfg)
+                           max_tokens=max_tokens, seed=seed, value_fn=value_fn, search_cfg=search_cfg,
+                                   step_format=step_format)
     used = generator.stats.since(before)
     records = []
     for prob, prompt, resp, ntok in zip(problems, prompts, responses, tokens):

@@ -10,31 +10,21 @@ with a submitted job's runtime environment instead of replacing it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
-__all__ = ["RayConfig", "init_ray", "worker_env"]
+from configs.schema import RayConfig
 
-
-@dataclass
-class RayConfig:
-    """How the job gets a Ray cluster (the `ray` block)."""
-    address: str = ""
-    """Cluster to join ("" = RAY_ADDRESS, or the job's cluster under `ray job submit`, else start a local one)."""
-    num_cpus: int = 0
-    """Logical CPUs of a local cluster (0 = max(4, os.cpu_count())): actors are scheduled on these."""
-    num_gpus: int = 0
-    """GPUs of a local cluster."""
-    object_store_mb: int = 512
-    """Object store cap of a local cluster, in MiB."""
-    torch_threads: int = 1
-    """OMP_NUM_THREADS for every worker process."""
+__all__ = ["init_ray", "worker_env"]
 
 
 def worker_env(cfg: RayConfig) -> dict[str, str]:
     """Environment variables every Ray worker gets."""
     n = str(cfg.torch_threads)
-    return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "TOKENIZERS_PARALLELISM": "false",
-            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0")}
+    env = {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "TOKENIZERS_PARALLELISM": "false",
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0"),
+           "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+    # the project's own switches (e.g. the fault-injection test hook) follow the driver
+    env.update({k: v for k, v in os.environ.items() if k.startswith("REASONER_")})
+    return env
 
 
 def init_ray(cfg: RayConfig):

@@ -18,6 +18,7 @@ def pin_threads(default: int | None = None) -> int:
     n = int(os.environ.setdefault("OMP_NUM_THREADS", str(default)))
     os.environ.setdefault("MKL_NUM_THREADS", str(n))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no "Loading weights" bar per model load
     import torch
     torch.set_num_threads(n)
     return n

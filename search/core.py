@@ -65,6 +65,9 @@ class TreeCore:
             depth_cap: [R] absolute depth where walks stop.
             c_puct: exploration weight; virtual_loss: Q penalty per in-flight simulation.
         """
+        for name, arr in (("paths", paths), ("lengths", lengths)):
+            if arr.dtype != np.int32 or not arr.flags.c_contiguous:
+                raise TypeError(f"{name} must be a C-contiguous int32 array (it is updated in place)")
         self.impl.select_leaves(tree.children, tree.num_children, tree.depth,
                                 tree.is_terminal.view(np.uint8), tree.visits, tree.pending,
                                 tree.q, tree.prior, _i32(rows), paths, lengths, _i32(depth_cap),

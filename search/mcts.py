@@ -19,6 +19,9 @@ v(s): siblings are ranked by where their subtrees lead.
 Follows the paper and the code (YuxiXie/MCTS-DPO @ fb23437, mcts.py / search_config.py):
 - expansion samples `first_num_candidates` (b1) steps at the question, `num_candidates` (b2)
   below, stopping at the step delimiter (`reasoner.steps`); exact duplicate steps are dropped;
+- no "visit unvisited children first" rule: a fresh child enters PUCT with N = 0 and
+  Q = parent.V + r = r (the parent is a leaf just expanded, V = 0), so below a node with no
+  visits yet (sqrt(N) = 0) the walk follows the largest reward increment;
 - a simulation expands the leaf, then keeps descending by PUCT into the new children and
   expanding until a terminal or the depth limit, and backs up once (the code's `iterate`,
   whose intermediate backups are commented out at fb23437); `rollout_to_depth_limit=False`
@@ -41,9 +44,13 @@ Differs, and why:
   parse, and our C (two-option probability, see evaluators) is never exactly 0.
 - No BERTScore near-duplicate filter; one sampling temperature (the code mixes 1.0 and a
   configured temperature at random below the root).
-- Batched, with virtual loss: `leaves_per_tree > 1` runs several simulations of one tree per
-  round; `leaves_per_tree = 1` is the sequential algorithm exactly, only batched over problems.
-  Simulations that reach the same unexpanded leaf share its expansion.
+- Batched, with virtual loss: `leaves_per_tree > 1` lets several simulations of one tree wait
+  for expansions in the same round; `leaves_per_tree = 1` is the sequential algorithm exactly,
+  only batched over problems (`tests/search/test_mcts.py::test_batched_equals_serial`).
+  Simulations are launched one per tree per walk, so one that ends without a model call (at a
+  terminal or the depth limit) is backed up before the next selects: virtual loss only marks
+  simulations that really wait. Simulations that reach the same unexpanded leaf share its
+  expansion.
 - Reference steps are injected as extra candidates (code default: on) only with
   `reference_guidance=True`, a training-only switch; test-time search refuses it
   (`search.value_guided`). Likewise reference-reading ValueFns.
@@ -160,6 +167,13 @@ class _Candidate(NamedTuple):
     terminal: bool
 
 
+class _Leaf(NamedTuple):
+    tree: int
+    node: int
+    depth: int
+    prefix: str      # the response that ends at the leaf
+
+
 def step_text(c: Completion) -> str:
     """The step a completion produced: its text plus the delimiter it stopped at (reasoner.steps)."""
     return c.text + (c.stop_reason or "") if c.finish_reason == FinishReason.STOP else c.text
@@ -190,6 +204,7 @@ class _Run:
     paths: np.ndarray                # [S, D] int32
     lengths: np.ndarray              # [S] int32
     reference: list[list[str]]       # [B] reference steps (training-only guidance) or []
+    response: list[dict[int, str]]   # [B] {node: response ending there}, filled as nodes are added
     trace: list[list[TraceStep]] = field(default_factory=list)
     rounds: int = 0
 
@@ -248,7 +263,8 @@ class StepMCTS:
                     slot_tree=np.repeat(np.arange(b), cfg.leaves_per_tree),
                     slot_state=np.zeros(slots, np.int8),
                     paths=np.full((slots, cfg.depth_limit + 1), -1, np.int32),
-                    lengths=np.zeros(slots, np.int32), reference=refs, trace=[[] for _ in range(b)])
+                    lengths=np.zeros(slots, np.int32), reference=refs,
+                    response=[{Tree.ROOT: ""} for _ in range(b)], trace=[[] for _ in range(b)])
 
     def _over_budget(self, run: _Run) -> np.ndarray:
         """[B] bool: problems whose token budget is spent."""
@@ -259,8 +275,9 @@ class StepMCTS:
     # ------------------------------------------------------------------ tree phase
     def _tree_phase(self, run: _Run) -> None:
         """Launch, walk and settle simulations until every live one waits for an expansion."""
+        over = self._over_budget(run)                      # [B] fixed during the tree phase
         while True:
-            self._launch(run)
+            self._launch(run, over)
             sel = np.flatnonzero(run.slot_state == _SELECT)
             if len(sel) == 0:
                 return
@@ -272,11 +289,11 @@ class StepMCTS:
             run.paths[sel], run.lengths[sel] = paths, lengths
             tails = paths[np.arange(len(sel)), lengths - 1]
             complete = (run.tree.is_terminal[rows, tails] | (run.tree.depth[rows, tails] >= cap)
-                        | (run.tree.num_children[rows, tails] > 0) | self._over_budget(run)[rows])
+                        | (run.tree.num_children[rows, tails] > 0) | over[rows])
             run.slot_state[sel[~complete]] = _WAIT
             self._backup(run, sel[complete])
 
-    def _launch(self, run: _Run) -> None:
+    def _launch(self, run: _Run, over: np.ndarray) -> None:
         """Start one new simulation at the root of every tree with a free slot and target left.
 
         One per tree per walk: a simulation that ends without a model call (terminal or depth
@@ -284,7 +301,7 @@ class StepMCTS:
         simulations that really wait for an expansion.
         """
         b, leaves = len(run.done), self.cfg.leaves_per_tree
-        can = ~run.done & ~self._over_budget(run) & (run.launched < run.target)                # [B]
+        can = ~run.done & ~over & (run.launched < run.target)                                   # [B]
         free = (run.slot_state == _FREE).reshape(b, leaves)                                     # [B, L]
         start = free & (np.cumsum(free, axis=1) == 1) & can[:, None]                            # [B, L]
         slots = np.flatnonzero(start.reshape(-1))
@@ -311,83 +328,82 @@ class StepMCTS:
         if len(wait) == 0:
             return
         tails = run.paths[wait, run.lengths[wait] - 1]
-        leaves = sorted(set(zip(run.slot_tree[wait].tolist(), tails.tolist())))
-        prefixes = [run.tree.response(b, n) for b, n in leaves]
-        cands = self._sample(run, leaves, prefixes)
-        self._add_reference_steps(run, leaves, prefixes, cands)
-        self._attach(run, leaves, prefixes, cands)
+        keys = sorted(set(zip(run.slot_tree[wait].tolist(), tails.tolist())))
+        depths = run.tree.depth[[b for b, _ in keys], [n for _, n in keys]].tolist()
+        leaves = [_Leaf(b, n, d, run.response[b][n]) for (b, n), d in zip(keys, depths)]
+        cands = self._sample(run, leaves)
+        self._add_reference_steps(run, leaves, cands)
+        self._attach(run, leaves, cands)
         if self.cfg.rollout_to_depth_limit:
             run.slot_state[wait] = _SELECT
         else:
             self._backup(run, wait)
 
-    def _sample(self, run: _Run, leaves: list[tuple[int, int]], prefixes: list[str]) -> list[list[_Candidate]]:
+    def _sample(self, run: _Run, leaves: list[_Leaf]) -> list[list[_Candidate]]:
         """Sample candidate steps for every leaf (grouped by expansion width), de-duplicated."""
         cfg = self.cfg
-        widths = [cfg.first_num_candidates if run.tree.depth[b, n] == 0 else cfg.num_candidates
-                  for b, n in leaves]
+        widths = [cfg.first_num_candidates if leaf.depth == 0 else cfg.num_candidates for leaf in leaves]
         cands: list[list[_Candidate]] = [[] for _ in leaves]
         for group, width in enumerate(sorted(set(widths))):
             idx = [i for i, w in enumerate(widths) if w == width]
-            who = [leaves[i][0] for i in idx]
+            who = [leaves[i].tree for i in idx]
             params = SamplingParams(n=width, max_tokens=cfg.max_step_tokens, temperature=cfg.temperature,
                                     stop=self.fmt.stop, seed=cfg.seed * 1_000_003 + 2 * run.rounds + group)
             with run.ledger.model_call(who, [width] * len(idx)):
-                out = self.generator.generate([run.prompts[b] + prefixes[i] for i, b in zip(idx, who)], params)
-            for i, b, completions in zip(idx, who, out):
-                depth = int(run.tree.depth[leaves[i]]) + 1
-                seen: set[str] = set()
-                for c in completions:
-                    run.ledger.add_tokens(b, c.num_tokens)
-                    text = step_text(c)
-                    if text in seen:
-                        continue
-                    seen.add(text)
-                    terminal = (c.finish_reason == FinishReason.EOS or not text or depth >= cfg.max_steps
-                                or any(m in text for m in cfg.terminal_markers))
-                    cands[i].append(_Candidate(text, c.token_ids, step_prior(c.logprobs, cfg.length_penalty),
-                                               terminal))
+                out = self.generator.generate([run.prompts[leaves[i].tree] + leaves[i].prefix for i in idx], params)
+            for i, completions in zip(idx, out):
+                run.ledger.tokens[leaves[i].tree] += sum(c.num_tokens for c in completions)
+                cands[i] = self._candidates(completions, leaves[i].depth + 1)
         return cands
 
-    def _add_reference_steps(self, run: _Run, leaves: list[tuple[int, int]], prefixes: list[str],
-                             cands: list[list[_Candidate]]) -> None:
+    def _candidates(self, completions: list[Completion], depth: int) -> list[_Candidate]:
+        """Distinct steps of one leaf's completions, with priors and terminal flags."""
+        cfg, seen, out = self.cfg, set(), []
+        for c in completions:
+            text = step_text(c)
+            if text in seen:
+                continue
+            seen.add(text)
+            terminal = (c.finish_reason == FinishReason.EOS or not text or depth >= cfg.max_steps
+                        or any(m in text for m in cfg.terminal_markers))
+            out.append(_Candidate(text, c.token_ids, step_prior(c.logprobs, cfg.length_penalty), terminal))
+        return out
+
+    def _add_reference_steps(self, run: _Run, leaves: list[_Leaf], cands: list[list[_Candidate]]) -> None:
         """Training-only: on the reference path, prepend the next reference step as a candidate."""
-        todo = []
-        for i, (b, n) in enumerate(leaves):
-            ref, d = run.reference[b], int(run.tree.depth[b, n])
-            if d < len(ref) and prefixes[i] == join_steps(ref[:d]) and all(c.text != ref[d] for c in cands[i]):
-                todo.append(i)
+        todo = [i for i, leaf in enumerate(leaves)
+                if leaf.depth < len(run.reference[leaf.tree])
+                and leaf.prefix == join_steps(run.reference[leaf.tree][:leaf.depth])
+                and all(c.text != run.reference[leaf.tree][leaf.depth] for c in cands[i])]
         if not todo:
             return
-        who = [leaves[i][0] for i in todo]
-        with run.ledger.model_call(who):
-            scored = self.generator.logprobs([run.prompts[b] + prefixes[i] for i, b in zip(todo, who)],
-                                             [run.reference[b][int(run.tree.depth[leaves[i]])]
-                                              for i, b in zip(todo, who)])
-        for i, b, s in zip(todo, who, scored):
-            d = int(run.tree.depth[leaves[i]])
-            ref = run.reference[b]
-            terminal = (d + 1 == len(ref) or d + 1 >= self.cfg.max_steps
-                        or any(m in ref[d] for m in self.cfg.terminal_markers))
-            cands[i].insert(0, _Candidate(ref[d], s.token_ids, step_prior(s.logprobs, self.cfg.length_penalty),
+        steps = [run.reference[leaves[i].tree][leaves[i].depth] for i in todo]
+        with run.ledger.model_call([leaves[i].tree for i in todo]):
+            scored = self.generator.logprobs([run.prompts[leaves[i].tree] + leaves[i].prefix for i in todo], steps)
+        for i, step, s in zip(todo, steps, scored):
+            depth = leaves[i].depth + 1
+            terminal = (depth == len(run.reference[leaves[i].tree]) or depth >= self.cfg.max_steps
+                        or any(m in step for m in self.cfg.terminal_markers))
+            cands[i].insert(0, _Candidate(step, s.token_ids, step_prior(s.logprobs, self.cfg.length_penalty),
                                           terminal))
 
-    def _attach(self, run: _Run, leaves: list[tuple[int, int]], prefixes: list[str],
-                cands: list[list[_Candidate]]) -> None:
+    def _attach(self, run: _Run, leaves: list[_Leaf], cands: list[list[_Candidate]]) -> None:
         """Evaluate all new children in one ValueFn call and add them to the trees."""
         rows, parents, states, flat = [], [], [], []
-        for (b, n), prefix, cs in zip(leaves, prefixes, cands):
-            depth = int(run.tree.depth[b, n]) + 1
+        for leaf, cs in zip(leaves, cands):
+            problem, prompt = run.problems[leaf.tree], run.prompts[leaf.tree]
             for c in cs:
-                rows.append(b)
-                parents.append(n)
+                rows.append(leaf.tree)
+                parents.append(leaf.node)
                 flat.append(c)
-                states.append(SearchState(run.problems[b], run.prompts[b], prefix + c.text, depth, c.terminal))
+                states.append(SearchState(problem, prompt, leaf.prefix + c.text, leaf.depth + 1, c.terminal))
         with run.ledger.model_call(rows):
             values = self.value_fn.values(states)
-        run.tree.add_children(np.array(rows), np.array(parents), np.array([c.prior for c in flat]),
-                              np.asarray(values, np.float64), np.array([c.terminal for c in flat]),
-                              [c.text for c in flat], [c.tokens for c in flat])
+        ids = run.tree.add_children(np.array(rows), np.array(parents), np.array([c.prior for c in flat]),
+                                    np.asarray(values, np.float64), np.array([c.terminal for c in flat]),
+                                    [c.text for c in flat], [c.tokens for c in flat])
+        for b, node, state in zip(rows, ids.tolist(), states):
+            run.response[b][node] = state.response
 
     # ------------------------------------------------------------------ decisions
     def _commit_ready(self, run: _Run) -> None:
@@ -431,7 +447,7 @@ class StepMCTS:
             if not run.done[b]:
                 open_rows.append(b)
         if open_rows:
-            prefixes = [t.response(b, int(run.root[b])) for b in open_rows]
+            prefixes = [run.response[b][int(run.root[b])] for b in open_rows]
             params = SamplingParams(n=1, max_tokens=self.cfg.finish_tokens, temperature=0.0)
             with run.ledger.model_call(open_rows):
                 out = self.generator.generate([run.prompts[b] + p for b, p in zip(open_rows, prefixes)], params)
@@ -441,6 +457,7 @@ class StepMCTS:
                 parent = int(run.root[b])
                 node = int(t.add_children(np.array([b]), np.array([parent]), np.array([step_prior(c.logprobs, 1.0)]),
                                           t.raw_value[b, [parent]], np.array([True]), [c.text], [c.token_ids])[0])
+                run.response[b][node] = run.response[b][parent] + c.text
                 self._commit(run, b, node)
         run.done[rows] = True
 
@@ -450,7 +467,7 @@ class StepMCTS:
             path = run.tree.path_to(b, int(run.root[b]))
             committed.append(path)
             traces.append(SearchTrace(
-                problem_id=problem.id, method="mcts", response=run.tree.response(b, int(run.root[b])),
+                problem_id=problem.id, method="mcts", response=run.response[b][int(run.root[b])],
                 steps=tuple(run.trace[b]), generated_tokens=int(run.ledger.tokens[b]),
                 model_calls=int(run.ledger.calls[b]), model_seconds=float(run.ledger.model_seconds[b]),
                 tree_seconds=float(run.ledger.tree_seconds[b]), wall_seconds=run.ledger.wall_seconds(b)))

@@ -80,10 +80,10 @@ def backup_paths(children: np.ndarray, num_children: np.ndarray, parent: np.ndar
                  *, discount: float) -> None:
     """Back up each request's path from its leaf to its first node (the search root).
 
-    The leaf gets Q = r + gamma * V (V stays as it is: 0 for a node never expanded). Each node
-    above it gets V = visit-weighted mean of its children's Q (weights max(1, N)), and, if it has a
-    parent, Q = r + gamma * V. Every node on the path gets N += 1; every node but the first
-    gets pending -= 1 (the virtual loss `select_leaves` added).
+    Every node on the path, leaf first: if it has children, V = visit-weighted mean of their Q
+    (weights max(1, N)), else V stays (0 for a node never expanded); N += 1; if it has a parent,
+    Q = r + gamma * V. Every node but the first gets pending -= 1 (the virtual loss
+    `select_leaves` added).
 
     Args:
         children: [B, N, K] int32; num_children, parent: [B, N] int32; reward: [B, N] float64.
@@ -94,21 +94,15 @@ def backup_paths(children: np.ndarray, num_children: np.ndarray, parent: np.ndar
     """
     for r in range(tree.shape[0]):
         b = int(tree[r])
-        length = int(lengths[r])
-        leaf = int(paths[r, length - 1])
-        q[b, leaf] = float(reward[b, leaf]) + discount * float(value[b, leaf])
-        visits[b, leaf] += 1
-        if length > 1:
-            pending[b, leaf] -= 1
-        for i in range(length - 2, -1, -1):
+        for i in range(int(lengths[r]) - 1, -1, -1):
             node = int(paths[r, i])
-            num, den = 0.0, 0.0
-            for k in range(int(num_children[b, node])):
-                c = int(children[b, node, k])
-                w = float(max(1, int(visits[b, c])))
-                num += w * float(q[b, c])
-                den += w
-            if den > 0.0:
+            if num_children[b, node] > 0:
+                num, den = 0.0, 0.0
+                for k in range(int(num_children[b, node])):
+                    c = int(children[b, node, k])
+                    w = float(max(1, int(visits[b, c])))
+                    num += w * float(q[b, c])
+                    den += w
                 value[b, node] = num / den
             visits[b, node] += 1
             if i > 0:

@@ -60,6 +60,8 @@ class OREOConfig:
     """OREO training settings (the `oreo` block of a recipe); defaults from OREO's 1.5B math scripts."""
     variant: OREOVariant = OREOVariant.TOKEN
     """token (default), step or response."""
+    train_policy: bool = True
+    """False: fit only the value (eq. 8) against the given, frozen policy (e.g. after step-DPO)."""
     beta: float = 0.03
     """KL-regularisation strength in the soft Bellman equation."""
     alpha: float = 0.01
@@ -150,7 +152,10 @@ class OREOLearner:
         self.cfg = cfg
         self.device = torch.device(resolve_device(cfg.device))
         self.dtype = resolve_dtype(cfg.dtype, self.device.type)
-        self.policy = training.prepare_trainable(apply_lora(policy, cfg.policy_lora), self.device)
+        if cfg.train_policy:
+            self.policy = training.prepare_trainable(apply_lora(policy, cfg.policy_lora), self.device)
+        else:
+            self.policy = training.freeze(policy, self.device, torch.float32)
         value_model.backbone = apply_lora(value_model.backbone, cfg.value_lora)
         if value_model.tokenizer is None:
             value_model.tokenizer = tokenizer
@@ -159,7 +164,7 @@ class OREOLearner:
         self.tokenizer = tokenizer
         self.pad_id = pad_id_of(tokenizer)
         self.policy_opt = training.build_adamw(self.policy, lr=cfg.policy_lr, betas=cfg.adam_betas,
-                                               weight_decay=cfg.weight_decay)
+                                               weight_decay=cfg.weight_decay) if cfg.train_policy else None
         self.value_opt = training.build_adamw(self.value, lr=cfg.value_lr, betas=cfg.adam_betas,
                                               weight_decay=cfg.weight_decay)
         self.policy_sched = self.value_sched = None
@@ -175,7 +180,8 @@ class OREOLearner:
         with training.autocast(self.device, self.dtype):
             with torch.no_grad():
                 ref_logits = training.causal_lm_logits(self.ref, batch.input_ids, batch.attention_mask)
-            logits = training.causal_lm_logits(self.policy, batch.input_ids, batch.attention_mask)  # [B, L-1, V]
+            with torch.set_grad_enabled(cfg.train_policy and torch.is_grad_enabled()):
+                logits = training.causal_lm_logits(self.policy, batch.input_ids, batch.attention_mask)  # [B, L-1, V]
             values = self.value(batch.input_ids, batch.attention_mask)[:, :-1]      # [B, L-1] V(after token j)
         rho = (token_logprobs(logits, batch.input_ids) - token_logprobs(ref_logits, batch.input_ids)
                ) * batch.action_mask                                               # [B, L-1]
@@ -194,19 +200,22 @@ class OREOLearner:
     def train_step(self) -> dict[str, float]:
         """One optimizer step of both models over `grad_accum` micro-batches; returns averaged metrics."""
         cfg = self.cfg
-        self.policy_opt.zero_grad(set_to_none=True)
-        self.value_opt.zero_grad(set_to_none=True)
+        models = [("value", self.value, self.value_opt, self.value_sched)]
+        if cfg.train_policy:
+            models.insert(0, ("policy", self.policy, self.policy_opt, self.policy_sched))
+        for _, _, opt, _ in models:
+            opt.zero_grad(set_to_none=True)
         totals: dict[str, float] = {}
         for k in range(cfg.grad_accum):
             idx = training.micro_batch_indices(len(self._items), cfg.batch_size, cfg.seed,
                                                self.step * cfg.grad_accum + k)
             batch = collate_trajectories([self._items[i] for i in idx], self.pad_id).to(self.device)
             value_loss, policy_loss, kl, stats = self.losses(batch)
-            ((value_loss + policy_loss + cfg.alpha * kl) / cfg.grad_accum).backward()
+            loss = value_loss + (policy_loss + cfg.alpha * kl if cfg.train_policy else 0.0)
+            (loss / cfg.grad_accum).backward()
             for name, v in stats.items():
                 totals[name] = totals.get(name, 0.0) + v / cfg.grad_accum
-        for name, model, opt, sched in (("policy", self.policy, self.policy_opt, self.policy_sched),
-                                        ("value", self.value, self.value_opt, self.value_sched)):
+        for name, model, opt, sched in models:
             params = [p for p in model.parameters() if p.requires_grad]
             totals[f"{name}_grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
             totals[f"{name}_lr"] = sched.get_last_lr()[0]
@@ -217,19 +226,22 @@ class OREOLearner:
 
     # ------------------------------------------------------------------ state and outputs
     def state_dict(self) -> dict:
-        return {"step": self.step, "rng": training.capture_rng(),
-                "policy": training.trainable_state_dict(self.policy),
-                "value": training.trainable_state_dict(self.value),
-                "policy_opt": self.policy_opt.state_dict(), "value_opt": self.value_opt.state_dict(),
-                "policy_sched": self.policy_sched.state_dict(), "value_sched": self.value_sched.state_dict()}
+        state = {"step": self.step, "rng": training.capture_rng(),
+                 "value": training.trainable_state_dict(self.value),
+                 "value_opt": self.value_opt.state_dict(), "value_sched": self.value_sched.state_dict()}
+        if self.cfg.train_policy:
+            state.update(policy=training.trainable_state_dict(self.policy), policy_opt=self.policy_opt.state_dict(),
+                         policy_sched=self.policy_sched.state_dict())
+        return state
 
     def load_state_dict(self, state: dict) -> None:
-        training.load_trainable_state_dict(self.policy, state["policy"])
         training.load_trainable_state_dict(self.value, state["value"])
-        self.policy_opt.load_state_dict(state["policy_opt"])
         self.value_opt.load_state_dict(state["value_opt"])
-        self.policy_sched.load_state_dict(state["policy_sched"])
         self.value_sched.load_state_dict(state["value_sched"])
+        if self.cfg.train_policy:
+            training.load_trainable_state_dict(self.policy, state["policy"])
+            self.policy_opt.load_state_dict(state["policy_opt"])
+            self.policy_sched.load_state_dict(state["policy_sched"])
         training.restore_rng(state["rng"])
         self.step = int(state["step"])
 
@@ -254,7 +266,7 @@ class OREOLearner:
             ValueError: no trajectories, a reward outside {0, 1}, or none fits in `cfg.max_len`.
         """
         cfg = self.cfg
-        if self.policy_sched is not None:
+        if self.value_sched is not None:
             raise RuntimeError("fit() runs once per learner; build a new learner for the next round")
         if not trajectories:
             raise ValueError("OREO needs at least one Trajectory")
@@ -269,7 +281,7 @@ class OREOLearner:
         total = training.num_optimizer_steps(len(self._items), batch_size=cfg.batch_size,
                                              grad_accum=cfg.grad_accum, epochs=cfg.epochs, max_steps=cfg.max_steps)
         sched = dict(total_steps=total, warmup_ratio=cfg.warmup_ratio, min_lr_ratio=cfg.min_lr_ratio)
-        self.policy_sched = training.build_scheduler(self.policy_opt, **sched)
+        self.policy_sched = training.build_scheduler(self.policy_opt, **sched) if cfg.train_policy else None
         self.value_sched = training.build_scheduler(self.value_opt, **sched)
         out = Path(out_dir) if out_dir is not None else None
         writer = training.open_writer(out / "tensorboard" if out else None)

@@ -20,8 +20,7 @@ from typing import Callable
 
 import torch
 
-from rl.training import (build_adamw, capture_rng, cosine_with_warmup, load_state, restore_rng, run_loop,
-                         save_state)
+from rl.training import build_adamw, capture_rng, cosine_with_warmup, load_state, restore_rng, run_loop
 
 __all__ = ["SFTConfig", "SFTLearner", "collate_sft"]
 

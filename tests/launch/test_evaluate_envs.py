@@ -74,5 +74,6 @@ def test_checkpoint_model_plays_through_the_cli(tmp_path):
     assert rc == 0
     res = json.loads(out.read_text())
     assert res["episodes"] == 2 and res["avg_steps"] == 2.0 and res["model"] == str(ckpt)
+    assert res["model_calls"] == 2 and 0 < res["generated_tokens"] <= 2 * 2 * 4
     trajs = read_records(records, Trajectory)
     assert [t.source for t in trajs] == ["agent", "agent"] and all(len(t.step_rewards) == 2 for t in trajs)

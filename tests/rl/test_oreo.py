@@ -157,3 +157,16 @@ def test_bf16_compute_keeps_float32_master_weights(make_model, tok, trajectories
     assert all(math.isfinite(v) for v in summary["last"].values())
     assert all(p.dtype == torch.float32 for m in trained for p in m.parameters())
     assert all(p.dtype == torch.bfloat16 for p in learner.ref.parameters())
+
+
+def test_oreo_value_only_keeps_the_policy_fixed(make_model, tok, trajectories, tmp_path):
+    learner = _learner(make_model, tok, train_policy=False)
+    policy_before = {n: p.clone() for n, p in learner.policy.named_parameters()}
+    value_before = _trainable(learner.value)
+    summary = learner.fit(trajectories, tmp_path, progress=False)
+    assert summary["steps"] == 3 and "policy_grad_norm" not in summary["last"]
+    assert all(torch.equal(p, policy_before[n]) for n, p in learner.policy.named_parameters())
+    changed = [n for n, p in learner.value.named_parameters() if p.requires_grad and not torch.equal(p, value_before[n])]
+    assert changed and all(not p.requires_grad for p in learner.policy.parameters())
+    resumed = _learner(make_model, tok, train_policy=False)
+    assert resumed.fit(trajectories, tmp_path, progress=False)["steps"] == 3  # resumes from the saved state

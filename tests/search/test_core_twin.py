@@ -139,3 +139,10 @@ def test_twin_used_when_extension_missing(monkeypatch):
 def test_use_twin_flag_forces_python():
     assert TreeCore(use_twin=True).name == "python"
     assert load_core(use_twin=True) is tree_py
+
+
+def test_select_rejects_arrays_it_cannot_update_in_place():
+    t = Tree.empty(1, 4, 2)
+    with pytest.raises(TypeError, match="int32"):
+        TreeCore(use_twin=True).select_leaves(t, np.zeros(1), np.zeros((1, 3), np.int64), np.ones(1, np.int32),
+                                              np.ones(1), c_puct=1.0, virtual_loss=0.0)

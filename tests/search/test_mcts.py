@@ -63,6 +63,20 @@ def test_bandit_hand_computed(use_twin):
     assert res.traces[0].generated_tokens == 3 and res.traces[0].model_calls == 2
 
 
+def test_bandit_one_expansion_per_simulation():
+    """rollout_to_depth_limit=False (AlphaZero): simulation 1 only expands the root and backs up
+    V(root) = mean r; then N=1: A .7 B .9 C .7 -> B; N=2: A .907 B .812 C .783 -> A;
+    N=3: A .633 B .860 C .846 -> B; N=4: A .7 B .8 C .9 -> C; N=5: A .759 B .824 C .724 -> B."""
+    cfg = MCTSConfig(num_simulations=6, first_decision_multiplier=1, first_num_candidates=3,
+                     rollout_to_depth_limit=False)
+    res, _, _ = bandit_search(cfg)
+    t = res.tree
+    kids = t.child_ids(0, Tree.ROOT)
+    assert t.visits[0, kids].tolist() == [1, 3, 1] and t.visits[0, Tree.ROOT] == 6
+    assert t.value[0, Tree.ROOT] == pytest.approx((0.2 + 3 * 0.6 + 0.5) / 5, abs=1e-12)
+    assert res.traces[0].response == "B"
+
+
 def test_step_text_and_prior():
     assert step_prior([math.log(0.25)] * 2, 1.0) == pytest.approx(0.25)
     assert step_prior([-1.0, -1.0, -1.0, -1.0], 1.25) == pytest.approx(math.exp(-4 / 4 ** 1.25))
