@@ -13,7 +13,7 @@ if os.environ.get("REASONER_NO_CYTHON") != "1":
         ext_modules = cythonize(
             [Extension("cython_ext.tree_core", ["cython_ext/tree_core.pyx"],
                        include_dirs=[numpy.get_include()],
-                       extra_compile_args=["-O3"])],
+                       extra_compile_args=["-O3", "-ffp-contract=off"])  # no FMA: bit-equal to the twin],
             compiler_directives={"language_level": "3", "boundscheck": False,
                                  "wraparound": False, "cdivision": True, "initializedcheck": False},
             quiet=True,

@@ -32,7 +32,7 @@ FAULT_ENV = "REASONER_FAULT_INJECT"
 
 def _maybe_inject_fault(where: str) -> None:
     spec = os.environ.get(FAULT_ENV, "")
-    if not spec.startswith(where + ":"):
+    if not spec.startswith(f"{where}_exit_once:"):
         return
     marker = Path(spec.split(":", 1)[1])
     if not marker.exists():
