@@ -3,8 +3,8 @@
 Wraps ALFWorld's own text environment: TextWorld's `PddlEnv` on a game's `game.tw-pddl` under
 ALFWorld's `AlfredDemangler` (object names such as "apple 1") and `AlfredInfos` wrappers, which
 is what `textworld.start` builds for the stack `alfworld.agents.environment.AlfredTWEnv.init_env`
-registers (Shridhar et al., ICLR 2021). Games are read from `$ALFWORLD_DATA` (or an explicit directory) laid out as ALFWorld
-expects; nothing is downloaded:
+registers (Shridhar et al., ICLR 2021). Games are read from `$ALFWORLD_DATA` (or an explicit
+directory) laid out as ALFWorld expects; nothing is downloaded:
 
     <data_dir>/json_2.1.1/<split>/<task_type>-<Obj>-<MRecep>-<Recep>-<scene>/<trial>/
         game.tw-pddl      # PDDL domain + problem + grammar (+ a stored walkthrough)

@@ -168,6 +168,8 @@ class GeneratorConfig:
     """Weights dtype: auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16."""
     max_batch_size: int = 256
     """Sequences per forward pass in the hf backend; larger batches are split."""
+    prefix_cache_tokens: int = 65536
+    """hf backend: prompt tokens whose keys/values are kept to reuse across calls (0 = off)."""
     max_model_len: int = 1024
     """Longest prompt + completion, in tokens (vLLM engine option; hf truncates prompts from the left)."""
     gpu_memory_utilization: float = 0.45

@@ -9,7 +9,9 @@ one prefix), and dropping finished rows from the batch.
 Per call:
 1. Prompts are tokenised (the tokenizer's special tokens, as vLLM does) and split into chunks of
    at most `max_batch_size` rows (prompts x n).
-2. Each chunk is left-padded and prefilled once; the cache is repeated `n` times.
+2. Each chunk is left-padded and prefilled once, reusing the keys/values of earlier prompts that
+   are token-exact prefixes of the new ones (`reasoner.kv_cache`; search extends its
+   prompts one step per call); the cache is then repeated `n` times.
 3. Decode: sample from `logits / T` (top-k, top-p; argmax at T=0), record
    `log_softmax(logits)[token]` of the raw model, stop on EOS, a stop string, or `max_tokens`.
    When fewer than half the rows are still running, the cache is compacted to those rows.
@@ -27,6 +29,7 @@ import torch
 
 from reasoner.generation import (Completion, FinishReason, GenerationStats, GeneratorConfig,
                                  SamplingParams, ScoredContinuation)
+from reasoner.kv_cache import PrefixKVCache, build_past
 
 __all__ = ["HFGenerator", "sample_tokens"]
 
@@ -66,6 +69,9 @@ class HFGenerator:
         eos = eos if isinstance(eos, (list, tuple)) else [eos]
         self.eos_ids = sorted({i for i in [*eos, tokenizer.eos_token_id] if i is not None})
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
+        self._stop_masks: dict[tuple[str, ...], torch.Tensor] = {}
+        self.prefix_cache = PrefixKVCache(self.cfg.prefix_cache_tokens) if self.cfg.prefix_cache_tokens > 0 else None
+        self._pieces: list[str] | None = None
         self.max_len = min(self.cfg.max_model_len,
                            getattr(model.config, "max_position_embeddings", self.cfg.max_model_len))
 
@@ -114,6 +120,8 @@ class HFGenerator:
     def update_weights(self, state_dict: dict[str, torch.Tensor]) -> None:
         """Copy a state dict into the served model (same architecture)."""
         missing, unexpected = self.model.load_state_dict(state_dict, strict=False)
+        if self.prefix_cache is not None:
+            self.prefix_cache.clear()  # cached keys/values belong to the old weights
         missing = [k for k in missing if not k.endswith("lm_head.weight")]  # tied embeddings
         if missing or unexpected:
             raise ValueError(f"weights do not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
@@ -142,56 +150,119 @@ class HFGenerator:
     def _generate_chunk(self, prompt_ids: list[list[int]], params: SamplingParams,
                         gen: torch.Generator) -> list[list[Completion]]:
         n = params.n
-        input_ids, mask = self._left_pad(prompt_ids)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                         use_cache=True, logits_to_keep=1)
+        out, mask = self._prefill(prompt_ids)
         cache = out.past_key_values
         logits = out.logits[:, -1, :]                                   # [b, V]
         if n > 1:
             cache.batch_repeat_interleave(n)
             logits = logits.repeat_interleave(n, dim=0)                 # [R, V], R = b * n
             mask = mask.repeat_interleave(n, dim=0)
-        rows = logits.shape[0]
-        next_pos = mask.sum(-1)                                         # [R]
+        rows, width = logits.shape[0], mask.shape[1]
         budget = min(params.max_tokens, self.max_len - max(len(p) for p in prompt_ids))
-        tokens: list[list[int]] = [[] for _ in range(rows)]
-        lps: list[list[float]] = [[] for _ in range(rows)]
+        mask = torch.cat([mask, mask.new_ones((rows, budget))], dim=-1)  # [R, W + budget], sliced per step
+        next_pos = mask[:, :width].sum(-1)                              # [R]
+        toks = torch.zeros((rows, budget), dtype=torch.long)            # [R, budget] sampled ids (CPU)
+        lps = torch.zeros((rows, budget))                               # [R, budget] raw logprobs
+        length = [0] * rows
         finish: list[tuple[FinishReason, str | None] | None] = [None] * rows
-        live = torch.arange(rows, device=self.device)                   # row ids still in the batch
+        batch_rows = list(range(rows))                                  # batch position -> row id
+        running = torch.ones(rows, dtype=torch.bool)                    # [r] batch positions not finished
         eos = torch.tensor(self.eos_ids, device=self.device)
+        candidates = self._stop_candidates(params.stop) if params.stop else None
         for step in range(budget):
-            raw = torch.log_softmax(logits.float(), dim=-1)
             nxt = sample_tokens(logits, params, gen)                    # [r]
-            nxt_lp = raw.gather(-1, nxt[:, None]).squeeze(-1)
-            is_eos = torch.isin(nxt, eos)
-            for j, (row, tok, lp, e) in enumerate(zip(live.tolist(), nxt.tolist(), nxt_lp.tolist(), is_eos.tolist())):
-                tokens[row].append(tok)
-                lps[row].append(lp)
-                if e:
-                    finish[row] = (FinishReason.EOS, None)
-                elif params.stop:
-                    hit = self._stop_hit(tokens[row], params.stop)
+            nxt_lp = torch.log_softmax(logits.float(), dim=-1).gather(-1, nxt[:, None]).squeeze(-1)
+            nxt_cpu, lp_cpu = nxt.cpu(), nxt_lp.cpu()
+            at = torch.tensor(batch_rows)
+            live = running.nonzero().squeeze(-1)                        # batch positions still generating
+            toks[at[live], step], lps[at[live], step] = nxt_cpu[live], lp_cpu[live]
+            ended = torch.isin(nxt_cpu, eos.cpu()) & running
+            for j in ended.nonzero().squeeze(-1).tolist():
+                finish[batch_rows[j]] = (FinishReason.EOS, None)
+            for j in live.tolist():
+                length[batch_rows[j]] = step + 1
+            if candidates is not None:
+                check = running & ~ended & candidates[nxt_cpu]
+                for j in check.nonzero().squeeze(-1).tolist():
+                    r = batch_rows[j]
+                    hit = self._stop_hit(toks[r, max(0, step + 1 - _STOP_WINDOW):step + 1].tolist(), params.stop)
                     if hit is not None:
-                        finish[row] = (FinishReason.STOP, hit)
-            keep = [j for j, row in enumerate(live.tolist()) if finish[row] is None]
-            if not keep or step == budget - 1:
+                        finish[r] = (FinishReason.STOP, hit)
+                        ended[j] = True
+            running &= ~ended
+            n_live = int(running.sum())
+            if n_live == 0 or step == budget - 1:
                 break
-            keep_t = torch.tensor(keep, device=self.device)
-            if len(keep) < len(live):
-                nxt, mask, next_pos, live = nxt[keep_t], mask[keep_t], next_pos[keep_t], live[keep_t]
-                cache.batch_select_indices(keep_t)
-            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
-            out = self.model(input_ids=nxt[:, None], attention_mask=mask, position_ids=next_pos[:, None],
-                             past_key_values=cache, use_cache=True)
+            if n_live <= len(batch_rows) // 2:                          # drop finished rows from the batch
+                keep = running.nonzero().squeeze(-1)
+                cache.batch_select_indices(keep.to(self.device))
+                nxt, mask, next_pos = nxt[keep.to(self.device)], mask[keep.to(self.device)], next_pos[keep.to(self.device)]
+                batch_rows = [batch_rows[j] for j in keep.tolist()]
+                running = torch.ones(len(batch_rows), dtype=torch.bool)
+            out = self.model(input_ids=nxt[:, None], attention_mask=mask[:, :width + step + 1],
+                             position_ids=next_pos[:, None], past_key_values=cache, use_cache=True)
             cache, logits = out.past_key_values, out.logits[:, -1, :]
             next_pos = next_pos + 1
-        return self._assemble(tokens, lps, finish, n, params.stop)
+        tokens = [toks[r, :length[r]].tolist() for r in range(rows)]
+        logprobs = [lps[r, :length[r]].tolist() for r in range(rows)]
+        return self._assemble(tokens, logprobs, finish, n, params.stop)
+
+    def _prefill(self, prompt_ids: list[list[int]]):
+        """Encode the prompts (reusing cached prefixes); returns (model output, attention mask [b, W])."""
+        if self.prefix_cache is None:
+            input_ids, mask = self._left_pad(prompt_ids)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            return self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                              use_cache=True, logits_to_keep=1), mask
+        batch = build_past(prompt_ids, [self.prefix_cache.longest_prefix(p) for p in prompt_ids],
+                           self.pad_id, self.device)
+        out = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                         position_ids=batch.position_ids, past_key_values=batch.past, use_cache=True,
+                         logits_to_keep=1)
+        width = batch.attention_mask.shape[1]
+        for r, p in enumerate(prompt_ids):  # every row's real tokens are its last len(p) columns
+            self.prefix_cache.put(p, [(layer.keys[r, :, width - len(p):].clone(),
+                                       layer.values[r, :, width - len(p):].clone())
+                                      for layer in out.past_key_values.layers])
+        return out, batch.attention_mask
+
+    def _stop_candidates(self, stop: tuple[str, ...]) -> torch.Tensor:
+        """[V] bool: tokens after which a stop string may have completed (all True if unsure)."""
+        key = tuple(stop)
+        if key not in self._stop_masks:
+            vocab = self.model.get_output_embeddings().weight.shape[0]
+            pieces = self._token_pieces(vocab)
+            if pieces is None:
+                mask = torch.ones(vocab, dtype=torch.bool)
+            else:
+                last = {s[-1] for s in stop}
+                mask = torch.tensor([any(c in piece for c in last) for piece in pieces], dtype=torch.bool)
+            self._stop_masks[key] = mask
+        return self._stop_masks[key]
+
+    def _token_pieces(self, vocab: int) -> list[str] | None:
+        """Each token's own text if decoding concatenates token texts (checked on samples), else None.
+
+        Then a stop string can only end inside a token whose text holds its last character.
+        """
+        if self._pieces is None:
+            tok = self.tokenizer
+            pieces = [tok.decode([i], skip_special_tokens=True) for i in range(min(vocab, len(tok)))]
+            pieces += [""] * (vocab - len(pieces))
+            rng = torch.Generator().manual_seed(0)
+            pairs = torch.randint(0, len(tok), (512, 3), generator=rng).tolist()
+            ok = all(tok.decode(list(p), skip_special_tokens=True) == "".join(pieces[i] for i in p) for p in pairs)
+            self._pieces = pieces if ok else []
+        return self._pieces or None
 
     def _stop_hit(self, toks: list[int], stop: tuple[str, ...]) -> str | None:
-        """A stop string that ends inside the newest token, else None."""
-        window = self.tokenizer.decode(toks[-_STOP_WINDOW:], skip_special_tokens=True)
-        before = self.tokenizer.decode(toks[-_STOP_WINDOW:-1], skip_special_tokens=True) if len(toks) > 1 else ""
+        """A stop string that ends inside the newest token of `toks` (a short tail), else None."""
+        if self._pieces:
+            window = "".join(self._pieces[t] for t in toks)
+            before = window[:len(window) - len(self._pieces[toks[-1]])]
+        else:
+            window = self.tokenizer.decode(toks, skip_special_tokens=True)
+            before = self.tokenizer.decode(toks[:-1], skip_special_tokens=True) if len(toks) > 1 else ""
         best = None
         for s in stop:
             i = window.find(s)

@@ -182,6 +182,10 @@ class SelfEvalValue:
         prompts = [self.prompt(s) for s in states]
         scored = self.generator.logprobs([p for p in prompts for _ in range(2)],
                                          [self.cfg.correct, self.cfg.incorrect] * len(prompts))
+        if scored[0].token_ids == scored[1].token_ids:
+            raise ValueError(f"self-evaluation options {self.cfg.correct!r} and {self.cfg.incorrect!r} tokenize "
+                             "identically for this policy (out of vocabulary?): choose other option words "
+                             "(self_eval.correct / incorrect) or use a learned value")
         out = []
         for i, s in enumerate(states):
             lp_correct, lp_incorrect = sum(scored[2 * i].logprobs), sum(scored[2 * i + 1].logprobs)

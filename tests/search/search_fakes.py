@@ -13,6 +13,8 @@
 """
 from __future__ import annotations
 
+import zlib
+
 import re
 
 from envs.base import Problem
@@ -63,7 +65,8 @@ class CannedGenerator:
         out = []
         for p, c in zip(prompts, continuations):
             lps = self.scores.get((p, c), (-1.0,) * max(1, len(c.split())))
-            out.append(ScoredContinuation(tuple(range(len(lps))), tuple(lps)))
+            ids = tuple(zlib.crc32(f"{c}/{i}".encode()) % 10_000 for i in range(len(lps)))  # distinct per text
+            out.append(ScoredContinuation(ids, tuple(lps)))
         return out
 
 

@@ -107,3 +107,18 @@ def test_self_eval_on_a_real_tiny_model(tiny_policy_dir):
                                            incorrect=" gives"))
     vals = fn.values([state("2+3=5\n", 1, False), state("2+3=5\n#### 5", 2, True)])
     assert len(vals) == 2 and all(0.0 < v < 1.0 for v in vals) and gen.stats.calls == 1
+
+
+def test_self_eval_refuses_options_the_tokenizer_cannot_express(trained_policy_dir):
+    import pytest as _pytest
+
+    from envs.arith import load_arith
+    from reasoner.hf_backend import HFGenerator
+    from reasoner.loading import load_policy
+    from search.evaluators import SearchState, SelfEvalValue
+
+    model, tok = load_policy(trained_policy_dir, "cpu")
+    p = load_arith("test", 1)[0]
+    state = SearchState(p, "Q: " + p.question + "\nA:\n", "3+4=7\n", 1, False)
+    with _pytest.raises(ValueError, match="tokenize identically"):
+        SelfEvalValue(HFGenerator(model, tok)).values([state])
