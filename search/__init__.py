@@ -9,6 +9,7 @@ from search.evaluators import (LearnedValue, OutcomeValue, PrefixValueModel, Sea
 from search.ledger import Ledger, SearchStats
 from search.mcts import MCTSConfig, MCTSResult, StepMCTS
 from search.pairs import PairConfig, RejectedChoice, extract_pairs, pairs_from_result
+from search.trajectories import TrajectoryConfig, trajectories_from_result
 from search.tree import Tree
 from search.value_guided import (BeamConfig, BestOfNConfig, BestOfNMode, SearchOutput, beam_search, best_of_n,
                                  mcts_search)
@@ -20,5 +21,6 @@ __all__ = [
     "Ledger", "SearchStats",
     "MCTSConfig", "MCTSResult", "StepMCTS",
     "PairConfig", "RejectedChoice", "extract_pairs", "pairs_from_result",
+    "TrajectoryConfig", "trajectories_from_result",
     "BestOfNConfig", "BestOfNMode", "BeamConfig", "SearchOutput", "best_of_n", "beam_search", "mcts_search",
 ]
