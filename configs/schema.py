@@ -42,6 +42,8 @@ class ModelConfig:
 @dataclass
 class EvalConfig:
     """Held-out evaluation (the `eval` block)."""
+    task: str = ""
+    """Held-out task ("" = the test split of task.name; e.g. math500 when training on math)."""
     num_problems: int = 200
     """Held-out problems per evaluation (generated tasks) or a cap on the split (files); 0 = all."""
     methods: list[str] = field(default_factory=lambda: ["greedy"])

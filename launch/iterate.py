@@ -127,7 +127,13 @@ class Job:
         from envs.tasks import load_problems
         from launch.evaluation import EvalMethod, parse_method
         n = self.cfg.eval.num_problems or None
-        heldout = load_problems(self.cfg.task, "test", n)
+        task = self.cfg.task
+        if self.cfg.eval.task:
+            import dataclasses
+
+            from envs.tasks import TaskName
+            task = dataclasses.replace(task, name=TaskName(self.cfg.eval.task), test_path="")
+        heldout = load_problems(task, "test", n)
         shards = [heldout[i::len(self.workers)] for i in range(len(self.workers))]
         shards = [s for s in shards if s]
         results = {}

@@ -20,7 +20,9 @@ from typing import Callable
 
 import torch
 
-from rl.training import build_adamw, capture_rng, cosine_with_warmup, load_state, restore_rng, run_loop
+from reasoner.loading import resolve_dtype
+from rl.training import (autocast, build_adamw, capture_rng, cosine_with_warmup, load_state, restore_rng,
+                         run_loop)
 
 __all__ = ["SFTConfig", "SFTLearner", "collate_sft"]
 
@@ -52,12 +54,18 @@ class SFTConfig:
     """Steps between TensorBoard/progress updates."""
     save_every: int = 500
     """Steps between resumable state saves (0 = only at the end)."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step (batch_size must be a multiple); the loss is the same either way."""
     device: str = "auto"
     """auto, cpu or cuda."""
+    dtype: str = "auto"
+    """Compute dtype under autocast: auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16; weights stay float32."""
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("sft.steps and sft.batch_size must be >= 1")
+        if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
+            raise ValueError("sft.steps, sft.batch_size and sft.grad_accum must be >= 1")
+        if self.batch_size % self.grad_accum:
+            raise ValueError("sft.batch_size must be a multiple of sft.grad_accum")
         if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1:
             raise ValueError("sft.lr must be > 0 and sft.min_lr_ratio in [0, 1]")
 
@@ -94,6 +102,7 @@ class SFTLearner:
         self.cfg = cfg
         self.batches = batches
         self.device = next(model.parameters()).device
+        self.dtype = resolve_dtype(cfg.dtype, self.device.type)
         self.optimizer = build_adamw(model, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: cosine_with_warmup(s, total=cfg.steps, warmup=cfg.warmup_steps,
@@ -108,23 +117,30 @@ class SFTLearner:
         return p, r
 
     def train_step(self) -> dict[str, float]:
-        """One optimizer step on the pairs of `batches(step)`."""
+        """One optimizer step on the pairs of `batches(step)` (token-mean loss over the whole batch)."""
         self.model.train()
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         pairs = [self.encode(p, r) for p, r in self.batches(self.step)]
-        input_ids, mask, labels = (t.to(self.device) for t in collate_sft(pairs, pad, self.cfg.max_len))
-        logits = self.model(input_ids=input_ids, attention_mask=mask).logits[:, :-1].float()
-        targets = labels[:, 1:]
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                                 ignore_index=-100)
+        n_tok = sum(max(0, min(len(p) + len(r), self.cfg.max_len) - len(p)) for p, r in pairs)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        micro = len(pairs) // self.cfg.grad_accum
+        total = 0.0
+        for k in range(self.cfg.grad_accum):
+            chunk = pairs[k * micro:(k + 1) * micro] if k < self.cfg.grad_accum - 1 else pairs[k * micro:]
+            input_ids, mask, labels = (t.to(self.device) for t in collate_sft(chunk, pad, self.cfg.max_len))
+            with autocast(self.device, self.dtype):
+                logits = self.model(input_ids=input_ids, attention_mask=mask).logits[:, :-1]
+            targets = labels[:, 1:]
+            loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
+                                                     targets.reshape(-1), ignore_index=-100, reduction="sum")
+            (loss / max(1, n_tok)).backward()
+            total += loss.item()
+        loss = torch.tensor(total / max(1, n_tok))
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
         lr = self.scheduler.get_last_lr()[0]
         self.scheduler.step()
         self.step += 1
-        n_tok = int((targets != -100).sum())
         self.tokens += n_tok
         return {"loss": loss.item(), "lr": lr, "tokens": float(n_tok)}
 
