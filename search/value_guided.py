@@ -201,7 +201,7 @@ class BeamConfig:
 @dataclass
 class _Beam:
     response: str
-    steps: tuple[tuple[str, float], ...]   # (step, value after it)
+    steps: tuple[tuple[str, float, tuple], ...]   # (step, value after it, (sibling step, value, 0) ...)
     value: float
 
 
@@ -234,8 +234,12 @@ def beam_search(generator: Generator, value_fn: ValueFn, prompts: Sequence[str],
             with ledger.model_call([c[0] for c in cands]):
                 values = value_fn.values(states)
             nxt: dict[int, list[_Beam]] = {i: [] for i in live}
+            siblings: dict[int, list[tuple[str, float, int]]] = {}   # id(parent beam) -> its candidates
             for (i, bm, s, done), v in zip(cands, values):
-                beam = _Beam(bm.response + s, bm.steps + ((s, float(v)),), float(v))
+                siblings.setdefault(id(bm), []).append((s, float(v), 0))
+            for (i, bm, s, done), v in zip(cands, values):
+                alts = tuple(a for a in siblings[id(bm)] if a[0] != s)
+                beam = _Beam(bm.response + s, bm.steps + ((s, float(v), alts),), float(v))
                 (finished[i] if done else nxt[i]).append(beam)
             for i in live:
                 beams[i] = sorted(nxt[i], key=lambda x: -x.value)[:cfg.beam_width]
@@ -243,7 +247,7 @@ def beam_search(generator: Generator, value_fn: ValueFn, prompts: Sequence[str],
     for i in range(n):
         pool = finished[i] or beams[i] or [_Beam("", (), 0.0)]
         best = max(pool, key=lambda x: x.value)
-        steps = tuple(TraceStep(text=s, value=v, visits=0, alternatives=()) for s, v in best.steps)
+        steps = tuple(TraceStep(text=s, value=v, visits=0, alternatives=alts) for s, v, alts in best.steps)
         traces.append(_trace(problems[i], "beam", best.response, steps, ledger, i))
     return SearchOutput(traces, ledger.totals())
 

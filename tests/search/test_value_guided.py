@@ -76,6 +76,11 @@ def test_beam_search_follows_the_value(chain_problems):
     assert len(gen.calls) == 5 and len(gen.calls[0][0]) == len(chain_problems)
     assert out.traces[0].steps[0].text == "3+2=5\n" and out.traces[0].steps[0].value == 0.5
     assert sum(t.generated_tokens for t in out.traces) == gen.stats.generated_tokens
+    # the trace keeps what each chosen step beat: its sibling candidates from the same parent beam
+    for step in out.traces[0].steps:
+        assert all(text != step.text for text, _, _ in step.alternatives)
+        assert all(value <= step.value for _, value, _ in step.alternatives)
+    assert any(step.alternatives for t in out.traces for step in t.steps)
 
 
 def test_beam_search_token_budget(chain_problems):
