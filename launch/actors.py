@@ -19,7 +19,7 @@ LearnerActor = ray.remote(LearnerWorker)
 
 def _options(group: WorkerGroupConfig, cfg: ExperimentConfig, name: str) -> dict:
     return dict(num_cpus=group.num_cpus, num_gpus=group.num_gpus, max_restarts=group.max_restarts,
-                max_task_retries=group.max_restarts, runtime_env={"env_vars": worker_env(cfg.ray)}, name=None)
+                max_task_retries=group.max_restarts, runtime_env={"env_vars": worker_env(cfg.ray, cfg.generator)}, name=None)
 
 
 def make_rollout_workers(cfg: ExperimentConfig) -> list:

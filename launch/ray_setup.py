@@ -12,18 +12,25 @@ from __future__ import annotations
 import os
 
 from configs.schema import RayConfig
+from reasoner.generation import Backend, GeneratorConfig
 
 __all__ = ["init_ray", "worker_env"]
 
 
-def worker_env(cfg: RayConfig) -> dict[str, str]:
-    """Environment variables every Ray worker gets."""
+def worker_env(cfg: RayConfig, generator: GeneratorConfig | None = None) -> dict[str, str]:
+    """Environment variables every Ray worker gets.
+
+    A vLLM engine inside an actor runs in the actor's own process (VLLM_ENABLE_V1_MULTIPROCESSING=0:
+    starts in seconds, weights reload in place) unless it needs tensor parallelism.
+    """
     n = str(cfg.torch_threads)
     env = {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "TOKENIZERS_PARALLELISM": "false",
            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0"),
            "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
     # the project's own switches (e.g. the fault-injection test hook) follow the driver
-    env.update({k: v for k, v in os.environ.items() if k.startswith("REASONER_")})
+    if generator is not None and generator.backend == Backend.VLLM and generator.tensor_parallel_size == 1:
+        env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    env.update({k: v for k, v in os.environ.items() if k.startswith(("REASONER_", "VLLM_"))})
     return env
 
 
