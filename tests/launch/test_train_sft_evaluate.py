@@ -77,3 +77,17 @@ def test_cli_errors_are_one_line(args, needle, tiny_policy_dir):
 def test_unknown_task_exits_nonzero(tiny_policy_dir):
     proc = _run("launch.evaluate", "--model", str(tiny_policy_dir), "--task", "chess", check=False)
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
+
+
+def test_sft_fine_tunes_a_checkpoint_on_gsm8k_style_jsonl(tiny_policy_dir, tmp_path):
+    """The same script fine-tunes any HF checkpoint on GSM8K-format jsonl (here the tiny random model)."""
+    out = tmp_path / "ft"
+    data = Path(__file__).resolve().parents[1] / "data" / "gsm8k_sample.jsonl"
+    _run("launch.train_sft", "--config", "configs/arith_tiny.yaml", "--out", str(out), "--quiet",
+         "--data", str(data), f"model.policy={tiny_policy_dir}", "task.name=gsm8k", "sft.steps=2",
+         "sft.batch_size=2", "sft.warmup_steps=1")
+    info = json.loads((out / "training_info.json").read_text())
+    assert info["steps"] == 2 and (out / "model.safetensors").exists()
+    bad = _run("launch.train_sft", "--config", "configs/arith_tiny.yaml", "--out", str(tmp_path / "x"),
+               "--data", "/nonexistent.jsonl", f"model.policy={tiny_policy_dir}", "task.name=gsm8k", check=False)
+    assert bad.returncode == 2 and "error:" in bad.stderr
