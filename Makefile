@@ -20,7 +20,7 @@ help:
 	@echo "make setup  - create $(VENV) and install the package with extras [$(EXTRAS)] (idempotent)"
 	@echo "make test   - setup, then run the whole test suite"
 	@echo "make demo   - setup, then run the main job on the embedded default (configs/arith_tiny.yaml)"
-	@echo "make bench  - setup, then run every benchmark in --quick mode (FULL=1 for full runs)"
+	@echo "make bench  - setup, then run every benchmark (QUICK=1 for the short --quick runs)"
 
 setup: $(STAMP)
 
@@ -50,7 +50,7 @@ demo: setup
 
 bench: setup
 	@set -e; for b in benchmarks/*.py; do \
-	  echo "== $$b"; $(BIN)/python $$b $(if $(FULL),,--quick); done
+	  echo "== $$b"; $(BIN)/python $$b $(if $(QUICK),--quick,); done
 
 clean:
 	rm -rf build cython_ext/*.so cython_ext/*.c .pytest_cache
