@@ -12,7 +12,12 @@ problems (all 64 by default; 8 with --quick), since problems are drawn i.i.d.
 
 Writes benchmarks/results/search_batching.json with top-level keys `serial_problems_per_s`,
 `batched_problems_per_s`, `ratio` (target >= 8) and `tree_time_share` (tree seconds over wall
-seconds of the batched run; target < 0.02).
+seconds of the batched run; target < 0.02), plus what bounds the ratio on this machine:
+`generate_ceiling_ratio` is the tokens/s of one `generate` call at the batched shape (every
+problem's prompt x candidates in one call) over the same prompts sent one call per problem, i.e.
+the ratio a search with perfect occupancy could reach, and `batched.mean_prompts_per_call` /
+`serial.mean_prompts_per_call` show how full the rounds were (trees finish after different
+numbers of rounds, so late rounds carry few leaves).
 """
 from __future__ import annotations
 
@@ -31,7 +36,24 @@ RESULTS = ROOT / "benchmarks" / "results" / "search_batching.json"
 DEFAULT_MODEL = ROOT / "tests" / "data" / "tiny_arith_policy"
 
 
-def _setup(model_dir: str, n: int):
+def _generate_ceiling(gen, prompts, k: int, max_tokens: int) -> dict:
+    """Tokens/s of one step-sampling call over all prompts vs one call per prompt (same work)."""
+    from reasoner.generation import SamplingParams
+    params = SamplingParams(n=k, max_tokens=max_tokens, temperature=1.0, stop=("\n",), seed=1)
+    rates = {}
+    for mode, groups in (("serial", [[p] for p in prompts]), ("batched", [list(prompts)])):
+        best = 0.0
+        for _ in range(3):
+            t0, tokens = time.perf_counter(), 0
+            for g in groups:
+                tokens += sum(c.num_tokens for row in gen.generate(g, params) for c in row)
+            best = max(best, tokens / (time.perf_counter() - t0))
+        rates[mode] = best
+    return {"serial_tokens_per_s": round(rates["serial"], 1), "batched_tokens_per_s": round(rates["batched"], 1),
+            "generate_ceiling_ratio": round(rates["batched"] / rates["serial"], 2)}
+
+
+def _setup(model_dir: str, n: int, threads: int = 1):
     import torch
 
     from envs.arith import load_arith
@@ -40,7 +62,7 @@ def _setup(model_dir: str, n: int):
     from reasoner.loading import load_policy
     from reasoner.templates import PromptConfig, render_prompt
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     model, tok = load_policy(model_dir, "cpu")
     gen = HFGenerator(model, tok, GeneratorConfig(seed=0, max_batch_size=512))
     problems = load_arith("test", n)
@@ -68,6 +90,7 @@ def main(argv=None) -> int:
     ap.add_argument("--serial-problems", type=int, default=None, help="problems searched one at a time")
     ap.add_argument("--simulations", type=int, default=None, help="simulations per decision")
     ap.add_argument("--candidates", type=int, default=None, help="candidate steps per expansion")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (both modes)")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     from reasoner.generation import SamplingParams
@@ -79,15 +102,20 @@ def main(argv=None) -> int:
     n_serial = args.serial_problems or (8 if args.quick else args.problems)
     cfg = MCTSConfig(num_simulations=sims, first_num_candidates=k, num_candidates=k, depth_limit=7,
                      max_step_tokens=24, seed=0)
-    gen, problems, prompts = _setup(args.model, args.problems)
+    gen, problems, prompts = _setup(args.model, args.problems, args.threads)
     gen.generate(prompts[:2], SamplingParams(max_tokens=4))   # warm-up
+    ceiling = _generate_ceiling(gen, prompts, k, cfg.max_step_tokens)
 
     serial_wall, serial_correct, serial_tokens = 0.0, 0, 0
+    calls0, prompts0 = gen.stats.calls, gen.stats.prompts
     for i in range(n_serial):
         wall, res, correct = _run(gen, prompts[i:i + 1], problems[i:i + 1], cfg)
         serial_wall, serial_correct = serial_wall + wall, serial_correct + correct
         serial_tokens += res.stats.generated_tokens
+    serial_calls, serial_prompts = gen.stats.calls - calls0, gen.stats.prompts - prompts0
+    calls0, prompts0 = gen.stats.calls, gen.stats.prompts
     batched_wall, batched, batched_correct = _run(gen, prompts, problems, cfg)
+    batched_calls, batched_prompts = gen.stats.calls - calls0, gen.stats.prompts - prompts0
 
     serial_rate, batched_rate = n_serial / serial_wall, len(problems) / batched_wall
     stats = batched.stats
@@ -97,6 +125,7 @@ def main(argv=None) -> int:
         "ratio": round(batched_rate / serial_rate, 2),
         "tree_time_share": round(stats.tree_seconds / stats.wall_seconds, 4),
         "targets": {"ratio": 8, "tree_time_share": 0.02},
+        **ceiling,
         "config": {"problems": len(problems), "serial_problems": n_serial, "num_simulations": sims,
                    "first_decision_multiplier": cfg.first_decision_multiplier, "candidates": k,
                    "depth_limit": cfg.depth_limit, "max_step_tokens": cfg.max_step_tokens,
@@ -104,17 +133,23 @@ def main(argv=None) -> int:
                    "model": os.path.relpath(args.model, ROOT), "device": "cpu", "quick": args.quick},
         "batched": {"wall_seconds": round(batched_wall, 3), "model_seconds": round(stats.model_seconds, 3),
                     "tree_seconds": round(stats.tree_seconds, 3), "model_calls": stats.model_calls,
-                    "generated_tokens": stats.generated_tokens, "accuracy": batched_correct / len(problems)},
+                    "generated_tokens": stats.generated_tokens, "accuracy": batched_correct / len(problems),
+                    "generate_calls": batched_calls,
+                    "mean_prompts_per_call": round(batched_prompts / max(1, batched_calls), 2)},
         "serial": {"wall_seconds": round(serial_wall, 3), "generated_tokens": serial_tokens,
-                   "accuracy": serial_correct / n_serial},
+                   "accuracy": serial_correct / n_serial, "generate_calls": serial_calls,
+                   "mean_prompts_per_call": round(serial_prompts / max(1, serial_calls), 2)},
         "machine": {"python": platform.python_version(), "processor": platform.processor() or platform.machine(),
-                    "threads": 1},
+                    "threads": args.threads},
     }
     print(f"{'mode':<9} {'problems':>8} {'wall s':>8} {'problems/s':>11} {'accuracy':>9}")
     print(f"{'serial':<9} {n_serial:>8} {serial_wall:>8.2f} {serial_rate:>11.2f} {out['serial']['accuracy']:>9.2f}")
     print(f"{'batched':<9} {len(problems):>8} {batched_wall:>8.2f} {batched_rate:>11.2f} "
           f"{out['batched']['accuracy']:>9.2f}")
     print(f"ratio {out['ratio']:.1f}x (target >= 8), tree time share {out['tree_time_share']:.4f} (target < 0.02)")
+    print(f"generate ceiling: {ceiling['batched_tokens_per_s']:.0f} vs {ceiling['serial_tokens_per_s']:.0f} tokens/s "
+          f"= {ceiling['generate_ceiling_ratio']:.1f}x; prompts per generate call: batched "
+          f"{out['batched']['mean_prompts_per_call']:.1f} of {len(problems)}, serial {out['serial']['mean_prompts_per_call']:.1f}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.out}")
