@@ -73,7 +73,8 @@ class IterateConfig:
     policy_learner: PolicyLearner = PolicyLearner.STEP_DPO
     """step_dpo (MCTS pairs), oreo (MCTS trajectories), or none."""
     train_value: bool = True
-    """Fit the OREO value on MCTS trajectories each iteration (value-only when the policy learner is step_dpo)."""
+    """Fit the OREO value on MCTS trajectories each iteration (with the step_dpo policy learner: a
+    value-only fit, V(s_t) regressed on R; see rl.learners.oreo.OREOConfig.train_policy)."""
     value_in_rollouts: bool = True
     """Use the latest learned value for non-terminal MCTS nodes (terminals use the grader)."""
     filter_correct: bool = False

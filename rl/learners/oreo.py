@@ -61,7 +61,8 @@ class OREOConfig:
     variant: OREOVariant = OREOVariant.TOKEN
     """token (default), step or response."""
     train_policy: bool = True
-    """False: fit only the value (eq. 8) against the given, frozen policy (e.g. after step-DPO)."""
+    """False: fit only the value, the frozen policy being its own reference (rho = 0): eq. 8 then
+    regresses V(s_t) on R, the Monte-Carlo value of the data (no policy or reference forward)."""
     beta: float = 0.03
     """KL-regularisation strength in the soft Bellman equation."""
     alpha: float = 0.01
@@ -177,6 +178,8 @@ class OREOLearner:
         """(value loss, policy loss, KL) of one batch, with the stop-gradients of eqs. 8-9."""
         cfg = self.cfg
         groups, G = action_groups(batch, cfg.variant)
+        if not cfg.train_policy:
+            return self._value_only_losses(batch, groups, G)
         with training.autocast(self.device, self.dtype):
             with torch.no_grad():
                 ref_logits = training.causal_lm_logits(self.ref, batch.input_ids, batch.attention_mask)
@@ -196,6 +199,21 @@ class OREOLearner:
         stats = {"value_loss": value_loss.item(), "policy_loss": policy_loss.item(), "kl": kl.item(),
                  "v_s0": v_t[:, 0].mean().item(), "logratio": (rho.sum(-1)).mean().item()}
         return value_loss, policy_loss, kl, stats
+
+    def _value_only_losses(self, batch: TrajectoryBatch, groups: torch.Tensor, G: int):
+        """Value-only fit: rho = 0 (the frozen policy is its own reference), so eq. 8 is
+        ( V(s_t) - R )^2. A fixed policy is not the soft-optimal policy of eq. 8's consistency
+        condition, so its log-ratio to the SFT reference would only add noise to the target."""
+        with training.autocast(self.device, self.dtype):
+            values = self.value(batch.input_ids, batch.attention_mask)[:, :-1]      # [B, L-1]
+        first, mask_t = group_first_index(groups, G)                               # [B, T]
+        v_t = values.gather(1, first)
+        rho_t = torch.zeros_like(v_t)
+        value_loss = oreo_value_loss(v_t, rho_t, mask_t, batch.rewards, beta=self.cfg.beta)
+        zero = value_loss.new_zeros(())
+        stats = {"value_loss": value_loss.item(), "policy_loss": 0.0, "kl": 0.0,
+                 "v_s0": v_t[:, 0].mean().item(), "logratio": 0.0}
+        return value_loss, zero, zero, stats
 
     def train_step(self) -> dict[str, float]:
         """One optimizer step of both models over `grad_accum` micro-batches; returns averaged metrics."""

@@ -10,8 +10,8 @@ import torch
 
 from reasoner.records import Trajectory
 from reasoner.value_model import ValueModel
-from rl.data import collate_trajectories, encode_trajectory
-from rl.learners.oreo import OREOConfig, OREOLearner, OREOVariant
+from rl.data import collate_trajectories, encode_trajectories, encode_trajectory
+from rl.learners.oreo import OREOConfig, OREOLearner, OREOVariant, action_groups
 
 
 def _cfg(**kw) -> OREOConfig:
@@ -170,3 +170,22 @@ def test_oreo_value_only_keeps_the_policy_fixed(make_model, tok, trajectories, t
     assert changed and all(not p.requires_grad for p in learner.policy.parameters())
     resumed = _learner(make_model, tok, train_policy=False)
     assert resumed.fit(trajectories, tmp_path, progress=False)["steps"] == 3  # resumes from the saved state
+
+
+def test_oreo_value_only_regresses_on_the_reward_whatever_the_policy(make_model, tok, trajectories):
+    """train_policy=False: rho = 0, so the value loss is mean_t (V(s_t) - R)^2, computed here by hand
+    from the critic's own outputs, even with a policy that differs from the reference."""
+    policy, ref = make_model(0), make_model(1)           # different weights: rho would be non-zero
+    learner = OREOLearner(policy, ref, ValueModel.from_policy(policy), tok, _cfg(train_policy=False))
+    with torch.no_grad():
+        learner.value.value_head.weight.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(0))
+    batch = collate_trajectories(encode_trajectories(trajectories, tok, 256)[0], learner.pad_id)
+    groups, G = action_groups(batch, OREOVariant.TOKEN)
+    value_loss, policy_loss, kl, _ = learner.losses(batch)
+    values = learner.value(batch.input_ids, batch.attention_mask)[:, :-1].detach()
+    per_seq = []
+    for b in range(len(trajectories)):
+        states = [j for j in range(groups.shape[1]) if groups[b, j] >= 0]
+        per_seq.append(sum((values[b, j] - batch.rewards[b]) ** 2 for j in states) / len(states))
+    assert torch.allclose(value_loss, torch.stack(per_seq).mean(), atol=1e-6)
+    assert float(policy_loss) == 0.0 and float(kl) == 0.0
