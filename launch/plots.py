@@ -11,6 +11,7 @@ def plot_summary(summary: dict, out_dir: Path) -> list[Path]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     out_dir.mkdir(parents=True, exist_ok=True)
     its = summary.get("iterations", [])
@@ -23,6 +24,7 @@ def plot_summary(summary: dict, out_dir: Path) -> list[Path]:
         ys = [it["eval"][m]["accuracy"] for it in its if m in it["eval"]]
         ax.plot(xs, ys, marker="o", label=m)
     ax.set_xlabel("iteration (0 = starting policy)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("accuracy")
     ax.set_title("Held-out accuracy per iteration")
     ax.grid(alpha=0.3)
