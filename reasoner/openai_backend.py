@@ -16,7 +16,7 @@ in-process engine:
 - `logprobs(prompts, continuations)`: tokenises prompt (with special tokens) and continuation
   (without) through the server's `/tokenize` (vLLM), then scores prompt + continuation ids with
   `echo=True, max_tokens=1, logprobs=1` and reads the echoed prompt log-probabilities. A server
-  without `/tokenize` or echo scoring raises `NotImplementedError` with the reason.
+  without `/tokenize` or echo scoring raises `UnsupportedServerError` with the reason.
 
 So a vLLM server (`python -m vllm.entrypoints.openai.api_server ...`, or `vllm serve` with the
 official package) supports the whole contract; other OpenAI-compatible servers at least need
@@ -36,13 +36,17 @@ from reasoner.generation import (Completion, GenerationStats, GeneratorConfig, S
                                  ScoredContinuation)
 from reasoner.vllm_backend import map_finish
 
-__all__ = ["OpenAIGenerator", "ServerError"]
+__all__ = ["OpenAIGenerator", "ServerError", "UnsupportedServerError"]
 
 _TOKEN_ID = "token_id:"
 
 
 class ServerError(RuntimeError):
     """The server answered with an error that is not about the request's content."""
+
+
+class UnsupportedServerError(RuntimeError):
+    """The server lacks an extension the contract needs (token ids, `/tokenize`, echo scoring)."""
 
 
 class OpenAIGenerator:
@@ -102,7 +106,7 @@ class OpenAIGenerator:
             p, c = p_ids[i], c_ids[i]
             lp = (ans["choices"][0].get("logprobs") or {}).get("token_logprobs")
             if not lp or len(lp) < len(p) + len(c):
-                raise NotImplementedError(f"{self.base_url} does not echo prompt log-probabilities "
+                raise UnsupportedServerError(f"{self.base_url} does not echo prompt log-probabilities "
                                           "(needs echo=True with logprobs, as vLLM's server has)")
             results[i] = ScoredContinuation(tuple(c), tuple(float(x) for x in lp[len(p):len(p) + len(c)]))
         self.stats.calls += 1
@@ -117,7 +121,7 @@ class OpenAIGenerator:
             ans = self._post(f"{self.root_url}/tokenize",
                              dict(model=self.model, prompt=text, add_special_tokens=add_special_tokens))
         except ServerError as e:
-            raise NotImplementedError(f"{self.root_url}/tokenize failed ({e}); scoring needs a vLLM server") from e
+            raise UnsupportedServerError(f"{self.root_url}/tokenize failed ({e}); scoring needs a vLLM server") from e
         return list(ans["tokens"])
 
     def close(self) -> None:
@@ -156,7 +160,7 @@ class OpenAIGenerator:
         lp = choice.get("logprobs") or {}
         tokens = lp.get("tokens") or []
         if any(not t.startswith(_TOKEN_ID) for t in tokens):
-            raise NotImplementedError("the server returned token strings, not ids: it must support "
+            raise UnsupportedServerError("the server returned token strings, not ids: it must support "
                                       "return_tokens_as_token_ids (vLLM's OpenAI server does)")
         reason, hit = map_finish(choice.get("finish_reason"), choice.get("stop_reason"))
         return Completion(choice["text"], tuple(int(t[len(_TOKEN_ID):]) for t in tokens),

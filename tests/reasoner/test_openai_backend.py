@@ -25,6 +25,22 @@ def test_missing_base_url_is_an_error():
         OpenAIGenerator("m", GeneratorConfig())
 
 
+def test_servers_without_vllm_extensions_get_a_named_error(monkeypatch):
+    """Token strings instead of ids, or no /tokenize: UnsupportedServerError saying what is missing."""
+    from reasoner.openai_backend import OpenAIGenerator, ServerError, UnsupportedServerError
+    plain = {"text": " 4", "finish_reason": "stop", "logprobs": {"tokens": [" 4"], "token_logprobs": [-0.1]}}
+    with pytest.raises(UnsupportedServerError, match="return_tokens_as_token_ids"):
+        OpenAIGenerator._completion(plain)
+    gen = OpenAIGenerator("m", GeneratorConfig(base_url="http://127.0.0.1:9/v1"))
+
+    def no_tokenize(url, body):
+        raise ServerError(f"{url}: 404 Not Found")
+    monkeypatch.setattr(gen, "_post", no_tokenize)
+    with pytest.raises(UnsupportedServerError, match="scoring needs a vLLM server"):
+        gen.tokenize("Q: 1", add_special_tokens=True)
+    gen.close()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
