@@ -25,15 +25,7 @@ def plot_summary(summary: dict, out_dir: Path) -> list[Path]:
         ax.plot(xs, ys, marker="o", label=m)
     ax.set_xlabel("iteration (0 = starting policy)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("accuracy")
-    ax.set_title("Held-out accuracy per iteration")
-    ax.grid(alpha=0.3)
-    if methods:
-        ax.legend()
-    fig.tight_layout()
-    paths.append(out_dir / "accuracy_per_iteration.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(_finish(plt, fig, ax, "Held-out accuracy per iteration", out_dir / "accuracy_per_iteration.png"))
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for m in methods:
@@ -46,13 +38,19 @@ def plot_summary(summary: dict, out_dir: Path) -> list[Path]:
             ax.annotate(str(k), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
     ax.set_xlabel("generated tokens for the evaluation set (log)")
+    paths.append(_finish(plt, fig, ax, "Accuracy vs generation budget (labels: iteration)",
+                         out_dir / "accuracy_vs_tokens.png"))
+    return paths
+
+
+def _finish(plt, fig, ax, title: str, path: Path) -> Path:
+    """Accuracy axis, title, grid, legend (when anything was drawn); save as PNG and close."""
     ax.set_ylabel("accuracy")
-    ax.set_title("Accuracy vs generation budget (labels: iteration)")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
-    if methods:
+    if ax.get_legend_handles_labels()[0]:
         ax.legend()
     fig.tight_layout()
-    paths.append(out_dir / "accuracy_vs_tokens.png")
-    fig.savefig(paths[-1], dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-    return paths
+    return path
