@@ -24,7 +24,7 @@ from typing import Protocol, Sequence, runtime_checkable
 
 __all__ = [
     "Completion", "FinishReason", "GenerationStats", "Generator", "SamplingParams",
-    "ScoredContinuation", "GeneratorConfig", "Backend",
+    "ScoredContinuation", "GeneratorConfig", "Backend", "encode_prompts",
 ]
 
 
@@ -194,3 +194,20 @@ class GeneratorConfig:
             raise ValueError("generator.max_batch_size must be >= 1")
         if not 0.0 < self.gpu_memory_utilization <= 1.0:
             raise ValueError("generator.gpu_memory_utilization must be in (0, 1]")
+
+
+def encode_prompts(tokenizer, prompts: Sequence[str], max_len: int) -> list[list[int]]:
+    """Token ids of each prompt (with the tokenizer's special tokens, as vLLM encodes them).
+
+    Raises TypeError for a bare string and ValueError for an empty prompt or one that leaves no
+    room to generate within `max_len` (the local backends' shared input checks).
+    """
+    if isinstance(prompts, str):
+        raise TypeError("prompts must be a sequence of strings, not one string")
+    ids = [tokenizer(p)["input_ids"] for p in prompts]
+    for p in ids:
+        if not p:
+            raise ValueError("empty prompt")
+        if len(p) >= max_len:
+            raise ValueError(f"prompt of {len(p)} tokens does not fit max_model_len={max_len}")
+    return ids

@@ -28,7 +28,7 @@ from typing import Sequence
 import torch
 
 from reasoner.generation import (Completion, FinishReason, GenerationStats, GeneratorConfig,
-                                 SamplingParams, ScoredContinuation)
+                                 SamplingParams, ScoredContinuation, encode_prompts)
 from reasoner.kv_cache import PrefixKVCache, build_past
 
 __all__ = ["HFGenerator", "sample_tokens"]
@@ -128,15 +128,7 @@ class HFGenerator:
 
     # ------------------------------------------------------------------ internals
     def _encode_prompts(self, prompts: Sequence[str]) -> list[list[int]]:
-        if isinstance(prompts, str):
-            raise TypeError("prompts must be a sequence of strings, not one string")
-        ids = [self.tokenizer(p)["input_ids"] for p in prompts]
-        for p in ids:
-            if not p:
-                raise ValueError("empty prompt")
-            if len(p) >= self.max_len:
-                raise ValueError(f"prompt of {len(p)} tokens does not fit max_model_len={self.max_len}")
-        return ids
+        return encode_prompts(self.tokenizer, prompts, self.max_len)
 
     def _left_pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(r) for r in rows)

@@ -69,7 +69,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from reasoner.generation import (Completion, FinishReason, GenerationStats, GeneratorConfig,
-                                 SamplingParams, ScoredContinuation)
+                                 SamplingParams, ScoredContinuation, encode_prompts)
 
 __all__ = ["VLLMGenerator", "SUPPORTED_VLLM", "check_vllm_version", "require_vllm", "engine_kwargs",
            "map_finish"]
@@ -247,15 +247,7 @@ class VLLMGenerator:
 
     # ------------------------------------------------------------------ internals
     def _encode_prompts(self, prompts: Sequence[str]) -> list[list[int]]:
-        if isinstance(prompts, str):
-            raise TypeError("prompts must be a sequence of strings, not one string")
-        ids = [self.tokenizer(p)["input_ids"] for p in prompts]
-        for p in ids:
-            if not p:
-                raise ValueError("empty prompt")
-            if len(p) >= self.max_len:
-                raise ValueError(f"prompt of {len(p)} tokens does not fit max_model_len={self.max_len}")
-        return ids
+        return encode_prompts(self.tokenizer, prompts, self.max_len)
 
     def _sampling_params(self, params: SamplingParams, i: int):
         from vllm import SamplingParams as VSamplingParams
