@@ -24,15 +24,16 @@ cdef void _select(const int[:, :, ::1] children, const int[:, ::1] num_children,
                   int[::1] lengths, const int[::1] depth_cap, double c_puct,
                   double virtual_loss) noexcept nogil:
     cdef Py_ssize_t r, k, max_len = paths.shape[1]
-    cdef int b, node, c, best, length
+    cdef int b, node, c, best, length, own
     cdef double sqrt_n, score, best_score
     for r in range(tree.shape[0]):
         b = tree[r]
         length = lengths[r]
         node = paths[r, length - 1]
+        own = 1 if length > 1 else 0     # this walk's own pending mark on node (not counted)
         while (num_children[b, node] > 0 and not is_terminal[b, node]
                and depth[b, node] < depth_cap[r] and length < max_len):
-            sqrt_n = sqrt(<double>(visits[b, node] + pending[b, node]))
+            sqrt_n = sqrt(<double>(visits[b, node] + pending[b, node] - own))
             best = -1
             best_score = 0.0
             for k in range(num_children[b, node]):
@@ -46,6 +47,7 @@ cdef void _select(const int[:, :, ::1] children, const int[:, ::1] num_children,
             length += 1
             pending[b, best] += 1
             node = best
+            own = 1
         lengths[r] = length
 
 

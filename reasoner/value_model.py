@@ -31,11 +31,26 @@ from torch import nn
 from reasoner.lora import save_merged
 from reasoner.records import REWARD_CONVENTION
 
-__all__ = ["ValueModel", "VALUE_HEAD_FILE", "VALUE_CONFIG_FILE", "POSITION_CONVENTION"]
+__all__ = ["ValueModel", "VALUE_HEAD_FILE", "VALUE_CONFIG_FILE", "POSITION_CONVENTION", "encode_state"]
 
 VALUE_HEAD_FILE = "value_head.safetensors"
 VALUE_CONFIG_FILE = "value_config.json"
 POSITION_CONVENTION = "output at position j = V(state after token j); a state is read at its last token"
+
+
+def encode_state(tokenizer, prompt: str, steps: Sequence[str]) -> list[int]:
+    """Token ids of a state exactly as the learners encode it (`rl.data.encode_trajectory`).
+
+    The prompt is tokenised with the tokenizer's special tokens and every step separately without
+    them; the ids are concatenated. Tokenising `prompt + response` in one go can merge tokens
+    across a step boundary for BPE tokenizers, giving the critic a sequence it never saw in
+    training (tests/reasoner/test_value_model.py checks the two encodings agree with rl.data).
+    """
+    ids = list(tokenizer(prompt, add_special_tokens=True)["input_ids"]) if prompt else []
+    for step in steps:
+        if step:
+            ids += tokenizer(step, add_special_tokens=False)["input_ids"]
+    return ids
 
 
 def _position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -160,11 +175,24 @@ class ValueModel(nn.Module):
         self.train(was_training)
         return out
 
-    def values(self, states: list[str], *, batch_size: int = 16, max_len: int | None = None) -> list[float]:
-        """The `ValueFn` protocol: V of each state string (prompt + partial solution).
+    def state_values(self, prompts: Sequence[str], steps: Sequence[Sequence[str]], *, batch_size: int = 16,
+                     max_len: int | None = None) -> list[float]:
+        """V of each state given as its prompt and its steps, encoded as in training (`encode_state`).
 
-        Each string is tokenised whole, with the tokenizer's special tokens (as the prompt is
-        in training, `rl.data`), and scored at its last token.
+        This is what search calls (`search.evaluators.LearnedValue`): with a BPE tokenizer it
+        reads the same token sequence the critic was trained on.
+        """
+        if self.tokenizer is None:
+            raise ValueError("ValueModel.state_values needs a tokenizer (pass one to the constructor)")
+        ids = [encode_state(self.tokenizer, p, s) for p, s in zip(prompts, steps, strict=True)]
+        return self.values_from_ids(ids, batch_size=batch_size, max_len=max_len)
+
+    def values(self, states: list[str], *, batch_size: int = 16, max_len: int | None = None) -> list[float]:
+        """V of each state string (prompt + partial solution), tokenised whole.
+
+        Each string is tokenised with the tokenizer's special tokens and scored at its last token.
+        For a word-level tokenizer this equals `state_values`; for a BPE tokenizer prefer
+        `state_values`, which keeps the training encoding.
         """
         if self.tokenizer is None:
             raise ValueError("ValueModel.values needs a tokenizer (pass one to the constructor)")

@@ -16,8 +16,10 @@ Search never loads a model. It hands `SearchState`s to a `ValueFn` and gets one 
   v = C / max(d_parent - 3, 1) is applied here (`depth_penalty_from`). The reference answer is
   shown to the evaluator only with `show_reference` (training-only, off by default;
   algorithms.md 8.10).
-- `LearnedValue`: wraps any model with `values(prefixes: list[str]) -> list[float]` (e.g.
-  `reasoner.value_model.ValueModel`, OREO's critic) scoring the text prompt + response.
+- `LearnedValue`: wraps a learned critic (e.g. `reasoner.value_model.ValueModel`, OREO's
+  critic). A model with `state_values(prompts, steps)` gets each state as its prompt and its
+  steps (`reasoner.steps.split_steps`), so it can encode them exactly as in training; any other
+  model with `values(prefixes: list[str])` gets the text prompt + response.
 
 Every ValueFn says whether it reads the reference (`uses_reference`), so test-time search can
 refuse one that would leak the answer.
@@ -31,8 +33,9 @@ from typing import Callable, Protocol, Sequence, runtime_checkable
 
 from envs.base import Problem
 from reasoner.generation import Generator
+from reasoner.steps import StepFormat, split_steps
 
-__all__ = ["SearchState", "ValueFn", "PrefixValueModel", "TerminalValue", "OutcomeValue",
+__all__ = ["SearchState", "ValueFn", "PrefixValueModel", "StateValueModel", "TerminalValue", "OutcomeValue",
            "SelfEvalConfig", "SelfEvalValue", "LearnedValue", "DEFAULT_SELF_EVAL_TEMPLATE"]
 
 
@@ -70,6 +73,14 @@ class PrefixValueModel(Protocol):
     """A learned value over text prefixes (prompt + partial response), e.g. OREO's critic."""
 
     def values(self, prefixes: list[str]) -> list[float]:
+        ...
+
+
+@runtime_checkable
+class StateValueModel(Protocol):
+    """A learned value that takes each state as its prompt and its list of steps."""
+
+    def state_values(self, prompts: Sequence[str], steps: Sequence[Sequence[str]]) -> list[float]:
         ...
 
 
@@ -197,20 +208,26 @@ class SelfEvalValue:
 
 
 class LearnedValue:
-    """A learned value (OREO critic) over the text `prompt + response` of each state.
+    """A learned value (OREO critic) over each state's prompt and response.
 
     Args:
-        model: anything with `values(prefixes: list[str]) -> list[float]`.
+        model: a `StateValueModel` (preferred: scored on prompt + steps, the training encoding)
+            or anything with `values(prefixes: list[str]) -> list[float]`.
+        step_format: how responses are cut into steps for a `StateValueModel` (lines by default).
     """
 
     uses_reference = False
 
-    def __init__(self, model: PrefixValueModel):
+    def __init__(self, model: "StateValueModel | PrefixValueModel", step_format: StepFormat | None = None):
         self.model = model
+        self.step_format = step_format or StepFormat()
 
     def values(self, states: Sequence[SearchState]) -> list[float]:
         if not states:
             return []
+        if isinstance(self.model, StateValueModel):
+            steps = [split_steps(s.response, self.step_format) for s in states]
+            return [float(v) for v in self.model.state_values([s.prompt for s in states], steps)]
         return [float(v) for v in self.model.values([s.prompt + s.response for s in states])]
 
 

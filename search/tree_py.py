@@ -10,9 +10,13 @@ order, so virtual loss added by request r steers request r + 1 of the same tree.
 
 Formulas (MCTS-DPO, arXiv 2405.00451; algorithms.md section 3.3), for a child a of node s:
 
-    PUCT(s, a) = Q(s,a) - vl * P(a) + c * prior(a) * sqrt(N(s) + P(s)) / (1 + N(s,a) + P(a))
+    PUCT(s, a) = Q(s,a) - vl * P(a) + c * prior(a) * sqrt(N(s) + P'(s)) / (1 + N(s,a) + P(a))
 
-where P counts in-flight simulations (virtual loss; P = 0 recovers the paper's rule), and on backup
+where P counts in-flight simulations (virtual loss; P = 0 recovers the paper's rule) and P'(s)
+excludes the walk's own mark on s: every node a walk passes below its first one carries that
+walk's pending mark, and counting it would make the sequential search use sqrt(N(s) + 1) below
+the root but sqrt(N(s)) at the root. With one walk in flight P' = 0 everywhere: the paper's
+sqrt(N(s)) exactly. On backup
 
     Q(s,a) = r(s,a) + gamma * V(s'),   V(s) = sum_a max(1, N(s,a)) Q(s,a) / sum_a max(1, N(s,a)).
 
@@ -37,7 +41,8 @@ def select_leaves(children: np.ndarray, num_children: np.ndarray, depth: np.ndar
     Request r continues from its last node `paths[r, lengths[r] - 1]` (a fresh simulation has
     `paths[r, 0] = root, lengths[r] = 1`) and stops at a node that is not expanded, terminal,
     at `depth >= depth_cap[r]`, or when the path row is full. Every node appended gets
-    `pending += 1`.
+    `pending += 1`. A node's own mark from this walk (every path node after the first) is left
+    out of its parent count.
 
     Args:
         children: [B, N, K] int32; num_children, depth, visits: [B, N] int32;
@@ -55,9 +60,10 @@ def select_leaves(children: np.ndarray, num_children: np.ndarray, depth: np.ndar
         b = int(tree[r])
         length = int(lengths[r])
         node = int(paths[r, length - 1])
+        own = 1 if length > 1 else 0          # this walk's pending mark on `node`
         while (num_children[b, node] > 0 and not is_terminal[b, node]
                and depth[b, node] < depth_cap[r] and length < max_len):
-            parent_n = int(visits[b, node]) + int(pending[b, node])
+            parent_n = int(visits[b, node]) + int(pending[b, node]) - own
             sqrt_n = math.sqrt(parent_n)
             best, best_score = -1, 0.0
             for k in range(int(num_children[b, node])):
@@ -70,7 +76,7 @@ def select_leaves(children: np.ndarray, num_children: np.ndarray, depth: np.ndar
             paths[r, length] = best
             length += 1
             pending[b, best] += 1
-            node = best
+            node, own = best, 1
         lengths[r] = length
 
 

@@ -14,7 +14,9 @@ methods are compared at equal cost (peers.md 8.1; DESIGN "Performance principles
 - `beam_search`: OREO's value-guided step beam search (arXiv 2412.16145 section 4.4;
   algorithms.md 2.7): keep B partial solutions, sample B next steps from each (stop at the step
   delimiter), score all candidates with the value, move candidates that did not stop at a
-  delimiter (EOS or length) to a finished pool, keep the best B unfinished ones; after at most
+  delimiter (EOS or length) to a finished pool, keep the best B distinct unfinished ones (a
+  candidate whose response text equals another's is kept once, so duplicates of one step
+  cannot fill the beam); after at most
   `max_rounds` rounds (20) the answer is the finished candidate with the highest value (the best
   unfinished one if nothing finished).
 - `mcts_search`: `search.mcts.StepMCTS` as a test-time method.
@@ -237,7 +239,11 @@ def beam_search(generator: Generator, value_fn: ValueFn, prompts: Sequence[str],
             siblings: dict[int, list[tuple[str, float, int]]] = {}   # id(parent beam) -> its candidates
             for (i, bm, s, done), v in zip(cands, values):
                 siblings.setdefault(id(bm), []).append((s, float(v), 0))
+            seen: set[tuple[int, str]] = set()      # (problem, response): identical beams kept once
             for (i, bm, s, done), v in zip(cands, values):
+                if (i, bm.response + s) in seen:
+                    continue
+                seen.add((i, bm.response + s))
                 alts = tuple(a for a in siblings[id(bm)] if a[0] != s)
                 beam = _Beam(bm.response + s, bm.steps + ((s, float(v), alts),), float(v))
                 (finished[i] if done else nxt[i]).append(beam)

@@ -102,3 +102,16 @@ def test_mcts_as_test_time_method(chain_problems):
                       MCTSConfig(num_simulations=12, num_candidates=2, first_num_candidates=2, c_puct=0.3))
     assert [t.response for t in out.traces] == [p.solution for p in chain_problems]
     assert out.stats.generated_tokens == gen.stats.generated_tokens
+
+
+def test_beam_keeps_distinct_candidates():
+    """Sampling the same step twice must not fill the beam with copies of one partial solution:
+    with width 2, both samples at the question are "a", so the beam holds one "a" beam (and
+    round 2 expands it once), not two identical ones."""
+    table = {P: [("a", (-1.0,), FinishReason.STOP), ("a", (-1.0,), FinishReason.STOP)],
+             P + "a\n": [("#### 5", (-1.0,), FinishReason.EOS), ("#### 6", (-1.0,), FinishReason.EOS)]}
+    gen = CannedGenerator(table)
+    value = TableValue({"a\n": 0.9, "a\n#### 5": 0.2, "a\n#### 6": 0.8})
+    out = beam_search(gen, value, [P], [PROBLEM], BeamConfig(beam_width=2, max_rounds=3))
+    assert gen.calls[1][0] == [P + "a\n"]            # without dedup: [P + "a\n", P + "a\n"]
+    assert len(gen.calls) == 2 and out.traces[0].response == "a\n#### 6"
