@@ -30,6 +30,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks.results_path import results_path  # noqa: E402
 
 from envs.interactive import Env, EnvGroup, StepResult  # noqa: E402
 from search.agent import AgentConfig, RandomPolicy, run_episodes  # noqa: E402
@@ -116,7 +117,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "envs.json"))
+    ap.add_argument("--out", default=None, help="JSON output (default: results/envs.json; --quick: a temp file)")
     args = ap.parse_args(argv)
     k = 1 if args.quick else 5
     data_dir = args.data_dir or os.environ.get("ALFWORLD_DATA") or str(ROOT / "tests" / "data" / "alfworld")
@@ -128,7 +129,7 @@ def main(argv=None) -> int:
         print(f"{r['name']:<46} {r['steps']:>7} {r['seconds']:>8.2f} {r['steps_per_s']:>10.1f}")
     print(f"alfworld build+reset of one game: {rows[0]['init_reset_s']:.2f} s; "
           f"harness overhead: {rows[-1]['us_per_step']:.0f} us per env step")
-    out = Path(args.out)
+    out = results_path("envs", quick=args.quick, out=args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"quick": args.quick, "machine": platform.platform(), "python": platform.python_version(),
                                "cpu_count": os.cpu_count(), "rows": rows,

@@ -41,7 +41,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")   # engine core in this process
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-RESULTS = ROOT / "benchmarks" / "results" / "generation.json"
+from benchmarks.results_path import results_path  # noqa: E402
 DEFAULT_MODEL = ROOT / "tests" / "data" / "tiny_arith_policy"
 # peak memory bandwidth in GB/s, by a substring of torch.cuda.get_device_name() (vendor data sheets)
 BANDWIDTH_GBS = [("H200", 4800), ("H100 PCIe", 2000), ("H100", 3350), ("A100-SXM4-80GB", 2039),
@@ -169,7 +169,7 @@ def _report(rows: list[dict], args, model: str, batches, rounds: int, repeats: i
                       f"({r['_weight_bytes'] / 1e6:.1f} MB of weights per step)")
             else:
                 print(f"unknown bandwidth of {name}: pass --bandwidth-gbs")
-    out_path = Path(args.out)
+    out_path = results_path("generation", quick=args.quick, out=args.out)
     old = json.loads(out_path.read_text()) if out_path.exists() else {}
     clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
     result = {
@@ -202,7 +202,7 @@ def main(argv=None) -> int:
     ap.add_argument("--synthetic-hidden", type=int, default=0, help="cuda: random Llama of this width instead of --model")
     ap.add_argument("--synthetic-layers", type=int, default=16)
     ap.add_argument("--bandwidth-gbs", type=float, default=None, help="cuda: card bandwidth (default: by name)")
-    ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--out", default=None, help="JSON output (default: results/generation.json; --quick: a temp file)")
     args = ap.parse_args(argv)
     if args.synthetic_hidden and args.synthetic_hidden % 128:
         ap.error("--synthetic-hidden must be a multiple of 128 (heads of 128)")

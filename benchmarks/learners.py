@@ -50,7 +50,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results" / "learners.json"
-TUNE_RESULTS = ROOT / "benchmarks" / "results" / "learners_tune.json"
+from benchmarks.results_path import results_path  # noqa: E402
 DEFAULT_POLICY = ROOT / "tests" / "data" / "tiny_arith_policy"
 LEARNERS = ("step_dpo", "response_dpo", "rft", "oreo")
 
@@ -466,7 +466,7 @@ def main(argv=None) -> int:
             "budget": asdict(budget), "mcts": {k: v for k, v in asdict(mcts_config(0)).items() if k != "seed"}}
     if args.tune:
         result = {**tune(ctx, budget), **meta}
-        out = Path(args.out or TUNE_RESULTS)
+        out = results_path("learners_tune", quick=args.quick, out=args.out)
     else:
         seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
         test = load_arith("test", budget.test_problems, seed=0)
@@ -487,7 +487,7 @@ def main(argv=None) -> int:
                            "per held-out problem at test time (oreo_* search methods). Greedy on the first "
                            f"{budget.test_problems} arith test problems (data seed 0), search methods on the first "
                            f"{budget.search_problems}."}
-        out = Path(args.out or RESULTS)
+        out = results_path("learners", quick=args.quick, out=args.out)
     result["wall_s"] = round(time.perf_counter() - t0, 1)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")

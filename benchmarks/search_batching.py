@@ -32,7 +32,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-RESULTS = ROOT / "benchmarks" / "results" / "search_batching.json"
+from benchmarks.results_path import results_path  # noqa: E402
 DEFAULT_MODEL = ROOT / "tests" / "data" / "tiny_arith_policy"
 
 
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
     ap.add_argument("--simulations", type=int, default=None, help="simulations per decision")
     ap.add_argument("--candidates", type=int, default=None, help="candidate steps per expansion")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (both modes)")
-    ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--out", default=None, help="JSON output (default: results/search_batching.json; --quick: a temp file)")
     args = ap.parse_args(argv)
     from reasoner.generation import SamplingParams
     from search.core import TreeCore
@@ -150,9 +150,10 @@ def main(argv=None) -> int:
     print(f"generate ceiling: {ceiling['batched_tokens_per_s']:.0f} vs {ceiling['serial_tokens_per_s']:.0f} tokens/s "
           f"= {ceiling['generate_ceiling_ratio']:.1f}x; prompts per generate call: batched "
           f"{out['batched']['mean_prompts_per_call']:.1f} of {len(problems)}, serial {out['serial']['mean_prompts_per_call']:.1f}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    path = results_path("search_batching", quick=args.quick, out=args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {path}")
     return 0
 
 

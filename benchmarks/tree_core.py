@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from search.core import TreeCore, compiled_core  # noqa: E402
 from search.tree import Tree  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results" / "tree_core.json"
+from benchmarks.results_path import results_path  # noqa: E402
 
 
 def build_trees(batch: int, k: int, depth: int, seed: int) -> Tree:
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     ap.add_argument("--k", type=int, default=4, help="children per node")
     ap.add_argument("--depth", type=int, default=5, help="tree depth")
     ap.add_argument("--leaves-per-tree", type=int, default=4)
-    ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--out", default=None, help="JSON output (default: results/tree_core.json; --quick: a temp file)")
     args = ap.parse_args(argv)
     if compiled_core() is None:
         print("cython_ext.tree_core is not built: run `python setup.py build_ext --inplace`", file=sys.stderr)
@@ -100,9 +100,10 @@ def main(argv=None) -> int:
     print(f"{'cython':<8} {out['cython_updates_per_s']:>14,.0f}")
     print(f"{'python':<8} {out['python_updates_per_s']:>14,.0f}")
     print(f"ratio {out['ratio']:.1f}x (target >= 30)")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    path = results_path("tree_core", quick=args.quick, out=args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {path}")
     return 0
 
 
