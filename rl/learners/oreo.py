@@ -45,7 +45,7 @@ from rl.data import TrajectoryBatch, collate_trajectories, encode_trajectories, 
 from rl.losses import (exact_kl, group_first_index, group_sum, oreo_policy_loss, oreo_value_loss,
                        sequence_mean, token_logprobs)
 
-__all__ = ["OREOVariant", "OREOConfig", "OREOLearner", "action_groups"]
+__all__ = ["OREOVariant", "ValueStates", "OREOConfig", "OREOLearner", "action_groups"]
 
 
 class OREOVariant(str, enum.Enum):
@@ -53,6 +53,14 @@ class OREOVariant(str, enum.Enum):
     TOKEN = "token"
     STEP = "step"
     RESPONSE = "response"
+
+
+class ValueStates(str, enum.Enum):
+    """Which states the value-only fit (`train_policy=False`) regresses on R."""
+    ALL = "all"
+    """Every state s_t of the variant (OREO's eq. 8 with rho = 0)."""
+    FINAL = "final"
+    """Only the last state: the finished response as search scores it (an outcome verifier)."""
 
 
 @dataclass
@@ -63,6 +71,8 @@ class OREOConfig:
     train_policy: bool = True
     """False: fit only the value, the frozen policy being its own reference (rho = 0): eq. 8 then
     regresses V(s_t) on R, the Monte-Carlo value of the data (no policy or reference forward)."""
+    value_states: ValueStates = ValueStates.ALL
+    """Value-only fit: regress every state (all) or only the finished response's (final) on R."""
     beta: float = 0.03
     """KL-regularisation strength in the soft Bellman equation."""
     alpha: float = 0.01
@@ -110,6 +120,9 @@ class OREOConfig:
 
     def __post_init__(self) -> None:
         self.variant = OREOVariant(self.variant)
+        self.value_states = ValueStates(self.value_states)
+        if self.value_states == ValueStates.FINAL and self.train_policy:
+            raise ValueError("oreo.value_states=final is for the value-only fit (train_policy=false)")
         if self.beta <= 0 or self.alpha < 0 or self.policy_lr <= 0 or self.value_lr <= 0:
             raise ValueError("oreo.beta, policy_lr, value_lr must be > 0 and alpha >= 0")
         if self.batch_size < 1 or self.grad_accum < 1 or self.epochs < 1 or self.max_steps < 0:
@@ -207,6 +220,9 @@ class OREOLearner:
         with training.autocast(self.device, self.dtype):
             values = self.value(batch.input_ids, batch.attention_mask)[:, :-1]      # [B, L-1]
         first, mask_t = group_first_index(groups, G)                               # [B, T]
+        if self.cfg.value_states == ValueStates.FINAL:   # keep each row's last state only
+            last = mask_t.cumsum(-1).argmax(-1, keepdim=True)                      # [B, 1]
+            mask_t = torch.zeros_like(mask_t).scatter(1, last, mask_t.gather(1, last))
         v_t = values.gather(1, first)
         rho_t = torch.zeros_like(v_t)
         value_loss = oreo_value_loss(v_t, rho_t, mask_t, batch.rewards, beta=self.cfg.beta)

@@ -189,3 +189,25 @@ def test_oreo_value_only_regresses_on_the_reward_whatever_the_policy(make_model,
         per_seq.append(sum((values[b, j] - batch.rewards[b]) ** 2 for j in states) / len(states))
     assert torch.allclose(value_loss, torch.stack(per_seq).mean(), atol=1e-6)
     assert float(policy_loss) == 0.0 and float(kl) == 0.0
+
+
+def test_oreo_value_only_final_state_regresses_the_finished_response(make_model, tok, trajectories):
+    """value_states=final: only each trajectory's last state (the one before its final action token,
+    EOS, i.e. the finished response search scores) is regressed on R: loss = mean_b (V(s_last) - R)^2."""
+    policy = make_model(0)
+    learner = OREOLearner(policy, make_model(0), ValueModel.from_policy(policy), tok,
+                          _cfg(train_policy=False, value_states="final"))
+    with torch.no_grad():
+        learner.value.value_head.weight.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(0))
+    batch = collate_trajectories(encode_trajectories(trajectories, tok, 256)[0], learner.pad_id)
+    groups, _ = action_groups(batch, OREOVariant.TOKEN)
+    value_loss, _, _, _ = learner.losses(batch)
+    values = learner.value(batch.input_ids, batch.attention_mask)[:, :-1].detach()
+    per_seq = []
+    for b in range(len(trajectories)):
+        last = max(j for j in range(groups.shape[1]) if groups[b, j] >= 0)   # index of the EOS label
+        assert batch.input_ids[b, last + 1] == tok.eos_token_id
+        per_seq.append((values[b, last] - batch.rewards[b]) ** 2)
+    assert torch.allclose(value_loss, torch.stack(per_seq).mean(), atol=1e-6)
+    with pytest.raises(ValueError, match="value-only"):
+        _cfg(value_states="final")                     # train_policy=True by default
