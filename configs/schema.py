@@ -20,11 +20,12 @@ from rl.learners.oreo import OREOConfig
 from rl.learners.sft import SFTConfig
 from rl.learners.step_dpo import StepDPOConfig
 from search.mcts import MCTSConfig
+from search.evaluators import SelfEvalConfig
 from search.pairs import PairConfig
 from search.trajectories import TrajectoryConfig
 from search.value_guided import BeamConfig, BestOfNConfig
 
-__all__ = ["ModelConfig", "EvalConfig", "PolicyLearner", "IterateConfig", "WorkerGroupConfig", "WorkersConfig",
+__all__ = ["ModelConfig", "EvalConfig", "RolloutValue", "PolicyLearner", "IterateConfig", "WorkerGroupConfig", "WorkersConfig",
            "RayConfig", "ExperimentConfig"]
 
 
@@ -54,6 +55,19 @@ class EvalConfig:
     """New tokens per response, at most."""
 
 
+class RolloutValue(str, enum.Enum):
+    """How MCTS rollouts value non-terminal nodes (terminals always get the grader's R)."""
+    OUTCOME = "outcome"
+    """0 at inner nodes: only the outcome reward at terminals drives the search."""
+    LEARNED = "learned"
+    """The latest learned value (OREO critic); outcome only until a value exists."""
+    SELF_EVAL = "self_eval"
+    """MCTS-DPO's self-evaluation C(s) by the policy itself (the `self_eval` block)."""
+    MIXTURE = "mixture"
+    """self_eval_weight * self-evaluation + (1 - self_eval_weight) * learned value (self-eval alone
+    until a value exists)."""
+
+
 class PolicyLearner(str, enum.Enum):
     """Which learner updates the policy each iteration."""
     STEP_DPO = "step_dpo"
@@ -75,8 +89,10 @@ class IterateConfig:
     train_value: bool = True
     """Fit the OREO value on MCTS trajectories each iteration (with the step_dpo policy learner: a
     value-only fit, V(s_t) regressed on R; see rl.learners.oreo.OREOConfig.train_policy)."""
-    value_in_rollouts: bool = True
-    """Use the latest learned value for non-terminal MCTS nodes (terminals use the grader)."""
+    rollout_value: RolloutValue = RolloutValue.LEARNED
+    """Value of non-terminal MCTS nodes in rollouts: outcome, learned, self_eval or mixture."""
+    self_eval_weight: float = 0.5
+    """Weight of the self-evaluation in the mixture rollout value."""
     filter_correct: bool = False
     """Keep a problem's step pairs only if its committed answer is correct (MCTS-DPO --filter)."""
     run_dir: str = ""
@@ -142,3 +158,5 @@ class ExperimentConfig:
     iterate: IterateConfig = field(default_factory=IterateConfig)
     workers: WorkersConfig = field(default_factory=WorkersConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    self_eval: SelfEvalConfig = field(default_factory=SelfEvalConfig)
+    """The policy's self-evaluation prompt (rollout_value self_eval or mixture)."""

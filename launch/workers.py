@@ -86,6 +86,21 @@ class PolicyWorker:
         from search.evaluators import LearnedValue
         return LearnedValue(self.value) if self.value is not None else None
 
+    def _rollout_estimate(self):
+        """The ValueFn of non-terminal MCTS nodes per `iterate.rollout_value` (None = 0 there)."""
+        from configs.schema import RolloutValue
+        from search.evaluators import MixtureValue, SelfEvalValue
+        mode, learned = self.cfg.iterate.rollout_value, self._learned_value()
+        if mode == RolloutValue.OUTCOME or (mode == RolloutValue.LEARNED and learned is None):
+            return None
+        if mode == RolloutValue.LEARNED:
+            return learned
+        self_eval = SelfEvalValue(self.generator, self.cfg.self_eval)
+        if mode == RolloutValue.SELF_EVAL or learned is None:
+            return self_eval
+        w = self.cfg.iterate.self_eval_weight
+        return MixtureValue([(self_eval, w), (learned, 1.0 - w)])
+
     # ------------------------------------------------------------------ rollouts
     def rollout(self, problems: list[Problem], policy_path: str, version: int,
                 value_path: str | None = None) -> RolloutOutput:
@@ -112,7 +127,7 @@ class PolicyWorker:
         self.load(policy_path, version, value_path)
         cfg = self.cfg
         prompts = self._prompts(problems)
-        estimate = self._learned_value() if cfg.iterate.value_in_rollouts else None
+        estimate = self._rollout_estimate()
         t0 = time.perf_counter()
         result = StepMCTS(self.generator, OutcomeValue(estimate), cfg.mcts, cfg.steps).search(prompts, problems)
         correct = [grade(t.response, p.answer) for t, p in zip(result.traces, problems)]

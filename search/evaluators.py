@@ -36,7 +36,7 @@ from reasoner.generation import Generator
 from reasoner.steps import StepFormat, split_steps
 
 __all__ = ["SearchState", "ValueFn", "PrefixValueModel", "StateValueModel", "TerminalValue", "OutcomeValue",
-           "SelfEvalConfig", "SelfEvalValue", "LearnedValue", "DEFAULT_SELF_EVAL_TEMPLATE"]
+           "SelfEvalConfig", "SelfEvalValue", "LearnedValue", "MixtureValue", "DEFAULT_SELF_EVAL_TEMPLATE"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +82,30 @@ class StateValueModel(Protocol):
 
     def state_values(self, prompts: Sequence[str], steps: Sequence[Sequence[str]]) -> list[float]:
         ...
+
+
+class MixtureValue:
+    """A weighted sum of value functions: sum_i w_i * v_i(s) (one batched call per part).
+
+    Args:
+        parts: (value function, weight) pairs; weights need not sum to 1.
+    """
+
+    def __init__(self, parts: Sequence[tuple[ValueFn, float]]):
+        if not parts:
+            raise ValueError("MixtureValue needs at least one (value_fn, weight) part")
+        self.parts = list(parts)
+
+    @property
+    def uses_reference(self) -> bool:
+        return any(getattr(fn, "uses_reference", False) for fn, _ in self.parts)
+
+    def values(self, states: Sequence[SearchState]) -> list[float]:
+        total = [0.0] * len(states)
+        for fn, weight in self.parts:
+            for i, v in enumerate(fn.values(states)):
+                total[i] += weight * float(v)
+        return total
 
 
 class TerminalValue(str, Enum):

@@ -122,3 +122,20 @@ def test_self_eval_refuses_options_the_tokenizer_cannot_express(trained_policy_d
     state = SearchState(p, "Q: " + p.question + "\nA:\n", "3+4=7\n", 1, False)
     with _pytest.raises(ValueError, match="tokenize identically"):
         SelfEvalValue(HFGenerator(model, tok)).values([state])
+
+
+def test_mixture_value_is_the_weighted_sum():
+    from search.evaluators import MixtureValue
+
+    class Const:
+        def __init__(self, v, ref=False):
+            self.v, self.uses_reference = v, ref
+
+        def values(self, states):
+            return [self.v * (i + 1) for i in range(len(states))]
+
+    mix = MixtureValue([(Const(0.5), 0.25), (Const(0.2), 0.75)])
+    assert mix.values([None, None]) == pytest.approx([0.25 * 0.5 + 0.75 * 0.2, 0.25 * 1.0 + 0.75 * 0.4])
+    assert not mix.uses_reference and MixtureValue([(Const(1.0, ref=True), 1.0)]).uses_reference
+    with pytest.raises(ValueError):
+        MixtureValue([])
