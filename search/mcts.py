@@ -54,11 +54,14 @@ Differs, and why:
 - Reference steps are injected as extra candidates (code default: on) only with
   `reference_guidance=True`, a training-only switch; test-time search refuses it
   (`search.value_guided`). Likewise reference-reading ValueFns.
+- `root_selection=gumbel` (not in MCTS-DPO): sequential halving with Gumbel top-k at the root
+  and Gumbel MuZero's final choice (`search.gumbel`); PUCT below the root.
 - `token_budget` (test-time): once a problem has generated that many tokens, its search stops,
   commits down the tree it has, and finishes an unfinished path with one greedy completion.
 """
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass, field
 from typing import NamedTuple, Sequence
@@ -69,14 +72,23 @@ from envs.base import Problem
 from reasoner.generation import Completion, FinishReason, Generator, SamplingParams
 from reasoner.records import SearchTrace, TraceStep
 from reasoner.steps import StepFormat, join_steps, split_steps
+from search import gumbel as gumbel_root
 from search.core import TreeCore
 from search.evaluators import SearchState, ValueFn
 from search.ledger import Ledger, SearchStats
 from search.tree import Tree
 
-__all__ = ["MCTSConfig", "MCTSResult", "StepMCTS", "step_text", "step_prior"]
+__all__ = ["RootSelection", "MCTSConfig", "MCTSResult", "StepMCTS", "step_text", "step_prior"]
 
 _FREE, _SELECT, _WAIT = 0, 1, 2   # simulation slot states
+
+
+class RootSelection(str, enum.Enum):
+    """How simulations leave the search root."""
+    PUCT = "puct"
+    """PUCT everywhere; commit by visit count (MCTS-DPO)."""
+    GUMBEL = "gumbel"
+    """Sequential halving with Gumbel top-k at the root, PUCT below (`search.gumbel`)."""
 
 
 @dataclass
@@ -124,6 +136,12 @@ class MCTSConfig:
     """Seed of the sampling calls (each round's call gets a seed derived from it)."""
     use_twin: bool = False
     """Force the pure-Python tree core even when the Cython extension is built."""
+    root_selection: RootSelection = RootSelection.PUCT
+    """puct (MCTS-DPO) or gumbel (sequential halving with Gumbel top-k at the root, Gumbel MuZero)."""
+    gumbel_considered: int = 16
+    """Gumbel root: root children considered (m of Gumbel top-k)."""
+    gumbel_scale: float = 1.0
+    """Gumbel root: scale of the Gumbel noise (0 = deterministic top-k by prior and Q)."""
 
     def __post_init__(self) -> None:
         for name in ("num_simulations", "first_decision_multiplier", "num_candidates",
@@ -135,6 +153,9 @@ class MCTSConfig:
             raise ValueError("mcts.c_puct, virtual_loss, temperature and token_budget must be >= 0")
         if not 0.0 < self.discount <= 1.0:
             raise ValueError(f"mcts.discount must be in (0, 1], got {self.discount}")
+        self.root_selection = RootSelection(self.root_selection)
+        if self.gumbel_considered < 1 or self.gumbel_scale < 0:
+            raise ValueError("mcts.gumbel_considered must be >= 1 and gumbel_scale >= 0")
 
     @property
     def max_children(self) -> int:
@@ -207,6 +228,8 @@ class _Run:
     response: list[dict[int, str]]   # [B] {node: response ending there}, filled as nodes are added
     trace: list[list[TraceStep]] = field(default_factory=list)
     rounds: int = 0
+    gumbel: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)   # (tree, root) -> [K] noise
+    rng: np.random.Generator | None = None
 
 
 class StepMCTS:
@@ -264,7 +287,8 @@ class StepMCTS:
                     slot_state=np.zeros(slots, np.int8),
                     paths=np.full((slots, cfg.depth_limit + 1), -1, np.int32),
                     lengths=np.zeros(slots, np.int32), reference=refs,
-                    response=[{Tree.ROOT: ""} for _ in range(b)], trace=[[] for _ in range(b)])
+                    response=[{Tree.ROOT: ""} for _ in range(b)], trace=[[] for _ in range(b)],
+                    rng=np.random.default_rng(cfg.seed))
 
     def _over_budget(self, run: _Run) -> np.ndarray:
         """[B] bool: problems whose token budget is spent."""
@@ -281,6 +305,8 @@ class StepMCTS:
             sel = np.flatnonzero(run.slot_state == _SELECT)
             if len(sel) == 0:
                 return
+            if self.cfg.root_selection == RootSelection.GUMBEL:
+                self._gumbel_root_moves(run, sel)
             rows = run.slot_tree[sel]
             paths, lengths = run.paths[sel], run.lengths[sel]
             cap = run.tree.depth[rows, run.root[rows]] + self.cfg.depth_limit
@@ -292,6 +318,42 @@ class StepMCTS:
                         | (run.tree.num_children[rows, tails] > 0) | over[rows])
             run.slot_state[sel[~complete]] = _WAIT
             self._backup(run, sel[complete])
+
+    def _gumbel_root(self, run: _Run, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """(child ids, Gumbel noise) of tree b's current root; noise drawn once per decision."""
+        t, root = run.tree, int(run.root[b])
+        kids = t.children[b, root, :t.num_children[b, root]]
+        if (b, root) not in run.gumbel:
+            run.gumbel[(b, root)] = self.cfg.gumbel_scale * run.rng.gumbel(size=len(kids))
+        return kids, run.gumbel[(b, root)]
+
+    def _gumbel_root_moves(self, run: _Run, slots: np.ndarray) -> None:
+        """Walks still at an expanded root take their first step by sequential halving (search.gumbel)."""
+        t, cfg = run.tree, self.cfg
+        for s in slots.tolist():
+            b = int(run.slot_tree[s])
+            if run.lengths[s] != 1 or t.num_children[b, run.root[b]] == 0 or t.is_terminal[b, run.root[b]]:
+                continue
+            kids, noise = self._gumbel_root(run, b)
+            m = min(cfg.gumbel_considered, len(kids))
+            seq = gumbel_root.considered_visit_sequence(m, int(run.target[b]))
+            counts = (t.visits[b, kids] + t.pending[b, kids]).astype(np.int64)
+            k = gumbel_root.halving_child(noise, t.prior[b, kids], t.q[b, kids], counts, seq, m)
+            run.paths[s, 1] = kids[k]
+            run.lengths[s] = 2
+            t.pending[b, kids[k]] += 1
+
+    def _commit_choice(self, run: _Run, rows: np.ndarray) -> np.ndarray:
+        """The child each row's root commits to: MCTS-DPO's rule, or Gumbel's final choice."""
+        if self.cfg.root_selection != RootSelection.GUMBEL:
+            return self.core.commit_children(run.tree, rows, run.root[rows], use_spread=self._use_spread())
+        t, out = run.tree, np.empty(len(rows), np.int64)
+        for i, b in enumerate(rows.tolist()):
+            kids, noise = self._gumbel_root(run, b)
+            m = min(self.cfg.gumbel_considered, len(kids))
+            out[i] = kids[gumbel_root.final_child(noise, t.prior[b, kids], t.q[b, kids],
+                                                  t.visits[b, kids].astype(np.int64), m)]
+        return out
 
     def _launch(self, run: _Run, over: np.ndarray) -> None:
         """Start one new simulation at the root of every tree with a free slot and target left.
@@ -417,7 +479,7 @@ class StepMCTS:
         if stopped.any():
             self._finish_greedy(run, rows[stopped])
         rows = rows[~stopped]
-        chosen = self.core.commit_children(run.tree, rows, run.root[rows], use_spread=self._use_spread())
+        chosen = self._commit_choice(run, rows)
         for b, c in zip(rows.tolist(), chosen.tolist()):
             self._commit(run, b, c)
             run.target[b] = self.cfg.num_simulations
