@@ -138,6 +138,31 @@ def baselines(trajs: list) -> dict:
             "sample_accuracy": round(sum(t.reward for t in trajs) / len(trajs), 4)}
 
 
+def likelihood_row(gen, held) -> dict:
+    """The policy's own likelihood as the value (search.evaluators.LikelihoodValue): no training."""
+    from envs.base import Problem
+    from search.evaluators import LikelihoodValue, SearchState
+    dummy = Problem("p", "arith", "", "")
+    states = [SearchState(dummy, t.prompt, "".join(t.steps), len(t.steps), True) for t in held]
+    return discrimination(LikelihoodValue(gen).values(states), held)
+
+
+def search_rows(gen, problems, beam_width: int) -> dict:
+    """Greedy, maj@8, likelihood-weighted best-of-8 and likelihood-guided beam on `problems`."""
+    from launch.evaluation import evaluate_problems
+    from search.evaluators import LikelihoodValue
+    from search.value_guided import BeamConfig
+    prompts, value = prompts_of(problems), LikelihoodValue(gen)
+    rows = {}
+    for method in ("greedy", "maj@8", "best_of_n@8", f"beam@{beam_width}"):
+        res = evaluate_problems(gen, problems, prompts, method, temperature=TEMPERATURE, max_tokens=64, seed=0,
+                                value_fn=value, search_cfg=BeamConfig(beam_width=beam_width, max_step_tokens=24,
+                                                                      temperature=TEMPERATURE)
+                                if method.startswith("beam") else None)
+        rows[method] = {"accuracy": round(res.accuracy, 4), "tokens_per_problem": round(res.generated_tokens / res.n, 1)}
+    return rows
+
+
 def plot(out: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -154,6 +179,9 @@ def plot(out: dict, path: Path) -> None:
     a1.axhline(0.8, color="green", ls="--", label="target 0.80")
     a2.axhline(out["heldout"]["majority_accuracy"], color="black", ls="--", label="maj@8")
     a2.axhline(out["heldout"]["sample_accuracy"], color="grey", ls=":", label="one sample")
+    if "likelihood" in out:
+        a1.axhline(out["likelihood"]["within_problem_auc"], color="purple", ls="-.", label="policy likelihood")
+        a2.axhline(out["likelihood"]["bon_accuracy"], color="purple", ls="-.", label="policy likelihood")
     for ax, title in ((a1, "within-problem AUC of V(final state)"), (a2, "best-of-8 by value: accuracy")):
         ax.set_xscale("log")
         ax.set_xlabel("training trajectories")
@@ -178,6 +206,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--value-lr", type=float, default=1e-3)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--search", action="store_true",
+                    help="also run greedy / maj@8 / best-of-8 / beam@3 with the likelihood value on the held-out problems")
     ap.add_argument("--policy", default=None, help="SFT policy (default: the committed tiny policy)")
     ap.add_argument("--out", default=None, help="JSON output (default: results/value_discrimination.json; --quick: temp)")
     args = ap.parse_args(argv)
@@ -196,7 +226,12 @@ def main(argv=None) -> int:
     pool_problems = load_arith("train", -(-max(curve) // SAMPLES), seed=200)
     pool = sample_trajectories(gen, pool_problems, prompts_of(pool_problems), seed=1)
     print(f"sampled {len(pool)} training and {len(held)} held-out responses in {time.perf_counter() - t0:.0f} s")
-    out = {"curve": [], "heldout": {"problems": n_heldout, **baselines(held)}}
+    out = {"curve": [], "heldout": {"problems": n_heldout, **baselines(held)}, "likelihood": likelihood_row(gen, held)}
+    print(f"policy likelihood (no training): within AUC {out['likelihood']['within_problem_auc']:.3f}, "
+          f"best-of-8 {out['likelihood']['bon_accuracy']:.3f}, weighted {out['likelihood']['weighted_accuracy']:.3f}")
+    if args.search:
+        out["search_with_likelihood"] = search_rows(gen, heldout, 3)
+        print("search with the likelihood value:", out["search_with_likelihood"])
     path = results_path("value_discrimination", quick=args.quick, out=args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial.json")

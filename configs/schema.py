@@ -25,7 +25,7 @@ from search.pairs import PairConfig
 from search.trajectories import TrajectoryConfig
 from search.value_guided import BeamConfig, BestOfNConfig
 
-__all__ = ["ModelConfig", "EvalConfig", "RolloutValue", "PolicyLearner", "IterateConfig", "WorkerGroupConfig", "WorkersConfig",
+__all__ = ["ModelConfig", "SearchValue", "EvalConfig", "RolloutValue", "PolicyLearner", "IterateConfig", "WorkerGroupConfig", "WorkersConfig",
            "RayConfig", "ExperimentConfig"]
 
 
@@ -38,6 +38,14 @@ class ModelConfig:
     """Value-model checkpoint directory to start from ("" = built from the policy when first trained)."""
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
     """Architecture of the from-scratch policy (used when policy is "")."""
+
+
+class SearchValue(str, enum.Enum):
+    """Which value the test-time value methods (best_of_n, beam, mcts) rank with."""
+    LEARNED = "learned"
+    """The learned critic (OREO value); value methods wait until one exists."""
+    LIKELIHOOD = "likelihood"
+    """The policy's own per-token geometric-mean probability (search.evaluators.LikelihoodValue)."""
 
 
 @dataclass
@@ -53,6 +61,8 @@ class EvalConfig:
     """Sampling temperature for the sampling methods."""
     max_tokens: int = 256
     """New tokens per response, at most."""
+    value: SearchValue = SearchValue.LEARNED
+    """Value of the value methods: learned (the critic) or likelihood (the policy's own, no training)."""
 
 
 class RolloutValue(str, enum.Enum):

@@ -124,6 +124,7 @@ class Job:
         """Every eval method (value methods only with a value) over the held-out set."""
         import json
 
+        from configs.schema import SearchValue
         from envs.tasks import load_problems
         from launch.evaluation import EvalMethod, parse_method
         n = self.cfg.eval.num_problems or None
@@ -139,7 +140,8 @@ class Job:
         results = {}
         for method in self.cfg.eval.methods:
             kind, _ = parse_method(method)
-            if value is None and kind in (EvalMethod.BEST_OF_N, EvalMethod.BEAM):
+            if value is None and self.cfg.eval.value == SearchValue.LEARNED and kind in (EvalMethod.BEST_OF_N,
+                                                                                         EvalMethod.BEAM):
                 continue
             outs = self._pool_map([("evaluate", (s, method, policy, k, value)) for s in shards],
                                   f"[iteration {k}] eval {method}", [len(s) for s in shards])

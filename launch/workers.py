@@ -86,6 +86,14 @@ class PolicyWorker:
         from search.evaluators import LearnedValue
         return LearnedValue(self.value) if self.value is not None else None
 
+    def _search_value(self):
+        """The ValueFn of the test-time value methods per `eval.value` (None: no value yet)."""
+        from configs.schema import SearchValue
+        from search.evaluators import LikelihoodValue
+        if self.cfg.eval.value == SearchValue.LIKELIHOOD:
+            return LikelihoodValue(self.generator)
+        return self._learned_value()
+
     def _rollout_estimate(self):
         """The ValueFn of non-terminal MCTS nodes per `iterate.rollout_value` (None = 0 there)."""
         from configs.schema import RolloutValue
@@ -160,7 +168,7 @@ class PolicyWorker:
                 search_cfg = dataclasses.replace(search_cfg, reference_guidance=False)
             res = evaluate_problems(self.generator, problems, self._prompts(problems), method,
                                     temperature=self.cfg.eval.temperature, max_tokens=self.cfg.eval.max_tokens,
-                                    seed=self.cfg.seed, value_fn=self._learned_value(), search_cfg=search_cfg,
+                                    seed=self.cfg.seed, value_fn=self._search_value(), search_cfg=search_cfg,
                                     step_format=self.cfg.steps)
         except Exception as e:
             ids = ", ".join(p.id for p in problems[:4]) + (" ..." if len(problems) > 4 else "")

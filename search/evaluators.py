@@ -36,7 +36,7 @@ from reasoner.generation import Generator
 from reasoner.steps import StepFormat, split_steps
 
 __all__ = ["SearchState", "ValueFn", "PrefixValueModel", "StateValueModel", "TerminalValue", "OutcomeValue",
-           "SelfEvalConfig", "SelfEvalValue", "LearnedValue", "MixtureValue", "DEFAULT_SELF_EVAL_TEMPLATE"]
+           "SelfEvalConfig", "SelfEvalValue", "LearnedValue", "LikelihoodValue", "MixtureValue", "DEFAULT_SELF_EVAL_TEMPLATE"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +82,37 @@ class StateValueModel(Protocol):
 
     def state_values(self, prompts: Sequence[str], steps: Sequence[Sequence[str]]) -> list[float]:
         ...
+
+
+class LikelihoodValue:
+    """The policy's own likelihood of a (partial) response as its value: a generative verifier
+    that needs no training (the "LM's own likelihood" lever of issue 11).
+
+        v(s) = exp( mean_i log pi(y_i | x, y_<i) )    over the response tokens y (1 for the empty response)
+
+    i.e. the per-token geometric-mean probability, in (0, 1]. Length-normalised so that a longer
+    correct solution is not ranked below a short wrong one. One batched `Generator.logprobs` call
+    per `values`. Measured on the embedded default (benchmarks/results/value_discrimination.json,
+    `likelihood` row): it ranks responses within a problem better than the outcome-trained critic.
+
+    Args:
+        generator: the policy `Generator` whose `logprobs` scores responses by teacher forcing.
+    """
+
+    uses_reference = False
+
+    def __init__(self, generator: Generator):
+        self.generator = generator
+
+    def values(self, states: Sequence[SearchState]) -> list[float]:
+        out = [1.0] * len(states)
+        idx = [i for i, s in enumerate(states) if s.response]
+        if idx:
+            scored = self.generator.logprobs([states[i].prompt for i in idx], [states[i].response for i in idx])
+            for i, sc in zip(idx, scored):
+                if sc.logprobs:
+                    out[i] = math.exp(sum(sc.logprobs) / len(sc.logprobs))
+        return out
 
 
 class MixtureValue:

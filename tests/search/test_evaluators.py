@@ -139,3 +139,14 @@ def test_mixture_value_is_the_weighted_sum():
     assert not mix.uses_reference and MixtureValue([(Const(1.0, ref=True), 1.0)]).uses_reference
     with pytest.raises(ValueError):
         MixtureValue([])
+
+
+def test_likelihood_value_is_the_geometric_mean_token_probability():
+    from search.evaluators import LikelihoodValue
+    p = "Q: 3+4?\nA:\n"
+    gen = CannedGenerator({}, scores={(p, "3+4=7\n"): (-0.1, -0.3), (p, "3+4=8\n"): (-0.1, -2.3, -0.6)})
+    problem = Problem("p", "toy", "3+4?", "7")
+    states = [SearchState(problem, p, r, 1, False) for r in ("3+4=7\n", "3+4=8\n", "")]
+    v = LikelihoodValue(gen).values(states)
+    assert v == pytest.approx([math.exp(-0.2), math.exp(-1.0), 1.0])   # mean log p; empty response = 1
+    assert gen.stats.calls == 1 and not LikelihoodValue.uses_reference
