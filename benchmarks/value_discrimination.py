@@ -21,8 +21,11 @@ Axes: `--curve` (training trajectories), `--sizes` (critic trunk: S is the SFT p
 0.54M; M 4.2M and L 14M are tiny models of the same family SFT-trained here on the task's gold
 solutions for `--trunk-steps` steps, the same recipe as S), and `--targets` (value_states: `all`,
 every state regressed on R as OREO's eq. 8 with rho = 0, what the demo uses; `final`, only the
-finished response, an outcome verifier). The top-level `within_problem_auc` is the point of the
-demo's configuration (size S, `all`, the curve point nearest `--demo-trajectories`).
+finished response, an outcome verifier). `likelihood` scores the same samples with the policy's own
+per-token geometric-mean probability (`search.evaluators.LikelihoodValue`, no training). The
+top-level `within_problem_auc` is that of the value the demo's search uses (`--demo-value`,
+`eval.value` of configs/arith_tiny.yaml: likelihood; with `learned`, the curve point of size S,
+`all`, nearest `--demo-trajectories`).
 
 Writes benchmarks/results/value_discrimination.json (+ .png) for full runs; --quick writes to a
 temporary file unless --out is given.
@@ -199,6 +202,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", nargs="+", default=["S"], choices=["S", *SIZES], help="critic trunks")
     ap.add_argument("--targets", nargs="+", default=["all", "final"], choices=["all", "final"])
     ap.add_argument("--heldout-problems", type=int, default=None, help="default 500 (--quick 150)")
+    ap.add_argument("--demo-value", choices=["likelihood", "learned"], default="likelihood",
+                    help="eval.value of configs/arith_tiny.yaml: which value the top-level AUC describes")
     ap.add_argument("--demo-trajectories", type=int, default=6000,
                     help="trajectories the demo's critic sees per iteration (picks the top-level point)")
     ap.add_argument("--trunk-steps", type=int, default=2000, help="SFT steps of the M/L trunks")
@@ -250,9 +255,13 @@ def main(argv=None) -> int:
                       f"{point['pooled_auc']:.3f}  train {point['train_auc']:.3f}  best-of-8 {point['bon_accuracy']:.3f}"
                       f"  weighted {point['weighted_accuracy']:.3f}  ({stats['fit_seconds']:.0f} s)", flush=True)
     demo = [p for p in out["curve"] if p["size"] == "S" and p["value_states"] == "all"] or out["curve"]
-    top = min(demo, key=lambda p: abs(p["trajectories"] - args.demo_trajectories))
-    out.update(within_problem_auc=top["within_problem_auc"], demo_point={k: top[k] for k in ("size", "value_states", "trajectories")},
-               config={"samples_per_problem": SAMPLES, "temperature": TEMPERATURE, "epochs": args.epochs,
+    top = min(demo, key=lambda p: abs(p["trajectories"] - args.demo_trajectories)) if demo else None
+    if args.demo_value == "likelihood" or top is None:
+        out.update(within_problem_auc=out["likelihood"]["within_problem_auc"], demo_point={"value": "likelihood"})
+    else:
+        out.update(within_problem_auc=top["within_problem_auc"],
+                   demo_point={"value": "learned", **{k: top[k] for k in ("size", "value_states", "trajectories")}})
+    out.update(config={"samples_per_problem": SAMPLES, "temperature": TEMPERATURE, "epochs": args.epochs,
                        "batch_size": args.batch_size, "value_lr": args.value_lr, "trunk_steps": args.trunk_steps,
                        "device": args.device, "quick": args.quick, "policy": os.path.relpath(ctx.policy, ROOT)},
                wall_s=round(time.perf_counter() - t0, 1))
