@@ -16,7 +16,10 @@ module only makes those checkers run offline and deterministically.
 - **Determinism.** Two `letter_frequency` prompts of IFEval lack a `letter` argument, and the
   checker then draws one from the global `random`; the global RNG is therefore seeded per prompt
   (the same seed for the strict and the loose check, then restored), and `langdetect` (language,
-  lowercase and capital-letter checks) runs with `DetectorFactory.seed = 0`.
+  lowercase and capital-letter checks) runs with `DetectorFactory.seed = 0`. With that seed
+  `langdetect.detect` is a function of its text, so the checkers see it through a memo keyed by
+  the exact text (the same verdicts; the embedded task checks many near-identical drafts and
+  langdetect costs ~15 ms a call).
 
 Metrics (IFEval / SPaR's table): prompt-level strict and loose accuracy (all instructions of a
 prompt followed), instruction-level strict and loose accuracy (over all instructions), their
@@ -34,7 +37,7 @@ from typing import Any, Iterable, Sequence
 from envs.base import TaskError
 
 __all__ = ["IFEvalPrompt", "Verdict", "load_ifeval", "ensure_punkt", "punkt_dir", "check_response",
-           "score_responses", "DATA_FILE", "PUNKT_FILES"]
+           "check_strict", "score_responses", "DATA_FILE", "PUNKT_FILES"]
 
 DATA_FILE = Path(__file__).parent / "data" / "ifeval_input_data.jsonl"
 _DEFAULT_NLTK_DIR = Path(__file__).parent / "data" / "nltk_data"
@@ -145,6 +148,15 @@ def ensure_punkt(data_dir: str | Path | None = None) -> Path:
     return root
 
 
+class _MemoLangdetect:
+    """`langdetect` as lm-eval's checkers call it (`detect`, `LangDetectException`), memoised by text."""
+
+    def __init__(self, langdetect):
+        import functools
+        self.LangDetectException = langdetect.LangDetectException
+        self.detect = functools.lru_cache(maxsize=1 << 16)(langdetect.detect)
+
+
 def _load_checkers(data_dir: str | Path | None = None):
     """lm-eval's IFEval test functions, imported after the Punkt data is in place."""
     global _checkers
@@ -152,9 +164,28 @@ def _load_checkers(data_dir: str | Path | None = None):
         ensure_punkt(data_dir)
         import langdetect
         langdetect.DetectorFactory.seed = 0
+        from lm_eval.tasks.ifeval import instructions
         from lm_eval.tasks.ifeval import utils as ifeval_utils
+        instructions.langdetect = _MemoLangdetect(langdetect)
         _checkers = ifeval_utils
     return _checkers
+
+
+def _input(utils, prompt: "IFEvalPrompt"):
+    return utils.InputExample(key=prompt.key, instruction_id_list=list(prompt.instruction_id_list),
+                              prompt=prompt.prompt, kwargs=[dict(k) for k in prompt.kwargs])
+
+
+def check_strict(prompt: "IFEvalPrompt", response: str) -> tuple[bool, ...]:
+    """The strict verdict of every instruction only (what labels and rewards use; half the cost)."""
+    utils = _load_checkers()
+    state = random.getstate()
+    try:
+        random.seed(_seed_of(prompt.key))
+        out = utils.test_instruction_following_strict(_input(utils, prompt), response).follow_instruction_list
+    finally:
+        random.setstate(state)
+    return tuple(bool(x) for x in out)
 
 
 def _seed_of(key: int | str) -> str:
@@ -164,8 +195,7 @@ def _seed_of(key: int | str) -> str:
 def check_response(prompt: IFEvalPrompt, response: str) -> Verdict:
     """Strict and loose verdict of every instruction of `prompt` on `response` (lm-eval's checkers)."""
     utils = _load_checkers()
-    inp = utils.InputExample(key=prompt.key, instruction_id_list=list(prompt.instruction_id_list),
-                             prompt=prompt.prompt, kwargs=[dict(k) for k in prompt.kwargs])
+    inp = _input(utils, prompt)
     state = random.getstate()
     try:
         random.seed(_seed_of(prompt.key))

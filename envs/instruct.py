@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from typing import Iterator
 
 from envs.base import TaskError
-from envs.ifeval import IFEvalPrompt, check_response
+from envs.ifeval import IFEvalPrompt, check_strict
 
 __all__ = ["InstructConfig", "Constraint", "Draft", "InstructProblem", "make_problem", "render",
            "iter_problems", "load_instruct", "vocabulary_words", "describe", "split_of", "CONSTRAINT_TYPES"]
@@ -262,7 +262,7 @@ def make_problem(rng: random.Random, cfg: InstructConfig) -> InstructProblem | N
     for _ in range(cfg.max_tries):
         d = _draft_for(topic, constraints, rng)
         text = render(d)
-        if check_response(rec, text).prompt_strict:
+        if all(check_strict(rec, text)):
             return replace(probe, reference=text, draft=d)
     return None
 
