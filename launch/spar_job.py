@@ -40,8 +40,7 @@ class SparJob(Job):
     # ------------------------------------------------------------------ phases
     def _train_offset(self, k: int) -> int:
         """Self-play prompts of iteration k come after the SFT prompts, fresh every iteration."""
-        sft = self.cfg.spar.sft_prompts if not self.cfg.model.policy else 0
-        return sft + (k - 1) * self.cfg.iterate.problems_per_iteration
+        return self.cfg.spar.sft_prompts + (k - 1) * self.cfg.iterate.problems_per_iteration
 
     def rollout(self, k: int, actor: str, refiner: str) -> tuple[list, list, dict]:
         from envs.tasks import load_instruct_problems

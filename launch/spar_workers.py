@@ -143,7 +143,7 @@ class SparWorker:
                      all(check_strict(p.ifeval(), r)) for p, row in zip(problems, out.samples) for r in row),
                  "judge_agree": agree, "negatives": len(out.trees), "refined_self": len(solved),
                  "refined_checker": int(truly), "pairs": len(out.pairs), "refiner_examples": len(out.refiner_examples),
-                 "expansions": sum(t.expansions for t in out.trees),
+                 "expansions": sum(t.expansions for t in out.trees), "pre_tree_tokens": out.pre_tree_tokens,
                  "generated_tokens": self._tokens() - tok0, "wall_s": time.perf_counter() - t0}
         return SparRollout(out.pairs, out.refiner_examples, stats)
 
