@@ -159,7 +159,7 @@ class SparWorker:
     def _evaluate(self, problems, method, actor_path, refiner_path, version) -> dict:
         from envs.ifeval import check_response
         from reasoner.generation import SamplingParams
-        from search.refine import Judge, RefinementSearch
+        from search.refine import refine_responses
 
         self.load(actor_path, refiner_path)
         t0, tok0 = time.perf_counter(), self._tokens()
@@ -169,14 +169,7 @@ class SparWorker:
         depth = parse_refine_method(method)
         if depth is not None:
             rcfg = dataclasses.replace(self.cfg.refine, depth=depth, seed=self.cfg.seed + version)
-            judge = Judge(self.refiner, rcfg)
-            js = judge.judge([(p.question, r) for p, r in zip(problems, responses)])
-            fail = [i for i, j in enumerate(js) if j.label != 1]
-            trees = RefinementSearch(self.refiner, rcfg, judge).search(
-                [problems[i].question for i in fail], [responses[i] for i in fail], [js[i].critique for i in fail])
-            for i, t in zip(fail, trees):
-                if t.nodes[t.best].value > js[i].value:
-                    responses[i] = t.nodes[t.best].response
+            responses = refine_responses(self.refiner, rcfg, [p.question for p in problems], responses)
         verdicts = [check_response(p.ifeval(), r) for p, r in zip(problems, responses)]
         return {"n": len(problems), "prompt_strict": sum(v.prompt_strict for v in verdicts),
                 "prompt_loose": sum(v.prompt_loose for v in verdicts),

@@ -42,7 +42,8 @@ from typing import Sequence
 from reasoner.generation import FinishReason, Generator, SamplingParams
 
 __all__ = ["SearchMode", "RefineConfig", "Judgment", "RefineNode", "RefineTree", "parse_verdict",
-           "parse_refinement", "majority", "Judge", "RefinementSearch", "judge_prompt", "refine_prompt"]
+           "parse_refinement", "majority", "Judge", "RefinementSearch", "judge_prompt", "refine_prompt",
+           "refine_responses"]
 
 
 class SearchMode(str, enum.Enum):
@@ -365,3 +366,19 @@ class RefinementSearch:
                     self._finish(tree, ranked[0])
                 else:
                     tree.stack.extend(reversed(ranked[:cfg.keep]))   # best child on top
+
+
+def refine_responses(refiner: Generator, cfg: RefineConfig, instructions: Sequence[str],
+                     responses: Sequence[str]) -> list[str]:
+    """Test-time refinement (SPaR's "+ tree search at inference"): judge every response; search the
+    ones not judged passing; keep a search result only if the judge values it above the original."""
+    judge = Judge(refiner, cfg)
+    js = judge.judge(list(zip(instructions, responses)))
+    fail = [i for i, j in enumerate(js) if j.label != 1]
+    out = list(responses)
+    trees = RefinementSearch(refiner, cfg, judge).search([instructions[i] for i in fail], [responses[i] for i in fail],
+                                                         [js[i].critique for i in fail])
+    for i, t in zip(fail, trees):
+        if t.nodes[t.best].value > js[i].value:
+            out[i] = t.nodes[t.best].response
+    return out

@@ -209,3 +209,11 @@ def test_select_negatives_picks_a_majority_no():
     rows = [[_j(5, 0), _j(1, 4), _j(0, 5)], [_j(5, 0), _j(2, 2)]]
     picks = select_negatives(rows, random.Random(0))
     assert picks[0] in (1, 2) and picks[1] is None
+
+
+def test_refine_responses_keeps_passing_answers_and_replaces_improved_ones():
+    from search.refine import refine_responses
+    gen = ScriptedRefiner({**JUDGE, "ok": votes(5, 0)}, {"r0": ["a", "b", "c"], "s0": ["c", "c", "c"]})
+    gen.judge.update({"r0": votes(0, 5), "s0": votes(0, 5)})
+    out = refine_responses(gen, RefineConfig(depth=1), ["Write."] * 3, ["ok", "r0", "s0"])
+    assert out == ["ok", "b", "s0"]   # s0's best child "c" is not valued above s0 (0.0), so s0 stays
