@@ -53,6 +53,18 @@ class IFEvalPrompt:
     instruction_id_list: tuple[str, ...]
     kwargs: tuple[dict, ...]            # one dict per instruction ({} when none)
 
+    @property
+    def id(self) -> str:
+        return f"ifeval/{self.key}"
+
+    @property
+    def question(self) -> str:
+        """The prompt text (the name instruction-following problems share, e.g. `envs.instruct`)."""
+        return self.prompt
+
+    def ifeval(self) -> "IFEvalPrompt":
+        return self
+
 
 @dataclass(frozen=True)
 class Verdict:

@@ -7,6 +7,8 @@ Tasks:
 - math500: MATH-500 (`envs.math_data`): the vendored copy by default.
 - instruct: the embedded instruction-following task (`envs.instruct`, SPaR's CPU default); its
   prompts are `InstructProblem`s with IFEval constraints, loaded by `load_instruct_problems`.
+- ifeval: IFEval-format prompts (`envs.ifeval`): train from `train_path` (a jsonl of
+  constraint-rich prompts with IFEval instruction ids), test = the vendored 541 IFEval prompts.
 
 Each task also fixes its step format and answer style; recipes choose prompts to match.
 """
@@ -28,6 +30,7 @@ class TaskName(str, enum.Enum):
     MATH = "math"
     MATH500 = "math500"
     INSTRUCT = "instruct"
+    IFEVAL = "ifeval"
 
 
 @dataclass
@@ -75,8 +78,8 @@ def load_problems(cfg: TaskConfig, split: str, limit: int | None = None, *, offs
             raise TaskError("math500 has only a test split (train on 'math')")
         from envs.math_data import load_math500
         problems = load_math500(path=path, hf_name=hf)
-    elif name == TaskName.INSTRUCT:
-        raise TaskError("instruct prompts are not math problems: use envs.tasks.load_instruct_problems")
+    elif name in (TaskName.INSTRUCT, TaskName.IFEVAL):
+        raise TaskError(f"{name.value} prompts are not math problems: use envs.tasks.load_instruct_problems")
     else:  # pragma: no cover - Enum exhausts the cases
         raise TaskError(f"unknown task {cfg.name!r}")
     if name != TaskName.ARITH:
@@ -86,12 +89,28 @@ def load_problems(cfg: TaskConfig, split: str, limit: int | None = None, *, offs
     return problems
 
 
-def load_instruct_problems(cfg: TaskConfig, split: str, limit: int, *, offset: int = 0) -> list:
-    """`limit` embedded instruction-following prompts of `split` after skipping `offset` (seeded)."""
-    from envs.instruct import load_instruct
-    if TaskName(cfg.name) != TaskName.INSTRUCT:
-        raise TaskError(f"task {TaskName(cfg.name).value} is not the instruct task")
-    problems = load_instruct(split, offset + limit, cfg.instruct, seed=cfg.data_seed)[offset:]
+def load_instruct_problems(cfg: TaskConfig, split: str, limit: int | None, *, offset: int = 0) -> list:
+    """Instruction-following prompts of `split`: at most `limit` after skipping `offset`.
+
+    instruct: generated and seeded (`limit` required); ifeval: train from `cfg.train_path`, test from
+    `cfg.test_path` or the vendored IFEval file. Each item has `.id`, `.question` and `.ifeval()`.
+    """
+    name = TaskName(cfg.name)
+    if name == TaskName.INSTRUCT:
+        from envs.instruct import load_instruct
+        if limit is None:
+            raise TaskError("instruct is generated: give a limit (number of prompts)")
+        problems = load_instruct(split, offset + limit, cfg.instruct, seed=cfg.data_seed)[offset:]
+    elif name == TaskName.IFEVAL:
+        from envs.ifeval import load_ifeval
+        if split not in ("train", "test"):
+            raise TaskError(f"unknown split {split!r} (use 'train' or 'test')")
+        if split == "train" and not cfg.train_path:
+            raise TaskError("ifeval: training needs task.train_path (IFEval-format jsonl); the 541 prompts are test only")
+        rows = load_ifeval((cfg.train_path if split == "train" else cfg.test_path) or None)
+        problems = rows[offset:] if limit is None else rows[offset:offset + limit]
+    else:
+        raise TaskError(f"task {name.value} is not an instruction-following task (instruct or ifeval)")
     if not problems:
-        raise TaskError(f"instruct/{split}: no problems (offset {offset}, limit {limit})")
+        raise TaskError(f"{name.value}/{split}: no problems (offset {offset}, limit {limit})")
     return problems

@@ -58,8 +58,12 @@ class SparJob(Job):
         stats["refine_success_checker"] = stats["refined_checker"] / max(1, stats["negatives"])
         return pairs, examples, stats
 
-    def judge_set(self) -> list[tuple[str, str, bool]]:
-        """Fixed held-out (instruction, response, checker verdict) items: references and corruptions."""
+    def judge_set(self) -> list[tuple[str, str, bool]] | None:
+        """Fixed held-out (instruction, response, checker verdict) items: references and corruptions
+        (embedded task); None elsewhere (the actor's greedy held-out responses are judged instead)."""
+        from envs.tasks import TaskName
+        if TaskName(self.cfg.task.name) != TaskName.INSTRUCT:
+            return None
         if self._judge_set is None:
             from envs.instruct_bootstrap import bootstrap_examples
             from envs.tasks import load_instruct_problems
@@ -74,9 +78,9 @@ class SparJob(Job):
         import ray
 
         from envs.tasks import load_instruct_problems
-        heldout = load_instruct_problems(self.cfg.task, "test", max(1, self.cfg.eval.num_problems))
+        heldout = load_instruct_problems(self.cfg.task, "test", self.cfg.eval.num_problems or None)
         shards = [s for s in (heldout[i::len(self.workers)] for i in range(len(self.workers))) if s]
-        results = {}
+        results, greedy_records = {}, []
         for method in self.cfg.eval.methods:
             outs = self._pool_map([("evaluate", (s, method, actor, refiner, k)) for s in shards],
                                   f"[iteration {k}] eval {method}", [len(s) for s in shards])
@@ -93,7 +97,11 @@ class SparJob(Job):
                 for o in outs:
                     for r in o["records"]:
                         f.write(json.dumps(r) + "\n")
+            if method == self.cfg.eval.methods[0]:
+                greedy_records = [r for o in outs for r in o["records"]]
         items = self.judge_set()
+        if items is None:   # real tasks: the actor's greedy held-out responses, labelled by the checkers
+            items = [(r["question"], r["response"], all(r["strict"])) for r in greedy_records]
         parts = [items[i::len(self.workers)] for i in range(len(self.workers))]
         outs = ray.get([w.judge_accuracy.remote(p, refiner, actor) for w, p in zip(self.workers, parts) if p])
         n = sum(o["n"] for o in outs)

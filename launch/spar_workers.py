@@ -22,7 +22,7 @@ from pathlib import Path
 from configs.schema import ExperimentConfig
 from reasoner.records import StepPair
 
-__all__ = ["SparRollout", "SparWorker", "SparLearnerWorker", "OracleJudge", "parse_refine_method"]
+__all__ = ["SparRollout", "SparWorker", "SparLearnerWorker", "OracleJudge", "ChatPrompts", "parse_refine_method"]
 
 
 @dataclass
@@ -48,7 +48,10 @@ class OracleJudge:
             p = self.problems[q]
             ok = check_strict(p.ifeval(), r)
             label = int(all(ok))
-            out.append(Judgment((label,), (critique_text(p, ok),), label, float(label), critique_text(p, ok)))
+            crit = critique_text(p, ok) if hasattr(p, "constraints") else "\n".join(
+                [f"{i}: {'yes' if v else 'no'}" for i, v in zip(p.ifeval().instruction_id_list, ok)]
+                + [f"Final Judgement: {'Yes' if label else 'No'}"])
+            out.append(Judgment((label,), (crit,), label, float(label), crit))
         return out
 
 
@@ -65,12 +68,35 @@ def parse_refine_method(method: str) -> int | None:
     return k
 
 
+class ChatPrompts:
+    """A `Generator` view that sends every prompt as one user turn of the checkpoint's chat template
+    (the judge and refine prompts of `search.refine` are plain text; chat checkpoints need turns)."""
+
+    def __init__(self, generator, tokenizer):
+        self.generator, self.tokenizer = generator, tokenizer
+
+    @property
+    def stats(self):
+        return self.generator.stats
+
+    def _render(self, prompts):
+        from reasoner.templates import PromptConfig, PromptStyle, render_prompt
+        cfg = PromptConfig(style=PromptStyle.CHAT, system="")
+        return [render_prompt(p, cfg, self.tokenizer) for p in prompts]
+
+    def generate(self, prompts, params):
+        return self.generator.generate(self._render(prompts), params)
+
+    def logprobs(self, prompts, continuations):
+        return self.generator.logprobs(self._render(prompts), continuations)
+
+
 class SparWorker:
     """Actor + refiner generators; self-play rollouts and evaluation (see module docstring)."""
 
     def __init__(self, cfg: ExperimentConfig, name: str = "spar-worker"):
         self.cfg, self.name = cfg, name
-        self.actor = self.refiner = None
+        self.actor = self.refiner = self.judge_gen = None
         self.paths: tuple[str, str] | None = None
 
     def load(self, actor_path: str, refiner_path: str) -> None:
@@ -89,6 +115,12 @@ class SparWorker:
         else:
             self.refiner.load_weights(refiner_path)
         self.paths = (actor_path, refiner_path)
+        from reasoner.templates import PromptStyle
+        self.judge_gen = self.refiner
+        if self.cfg.prompt.style == PromptStyle.CHAT:
+            from reasoner.loading import load_tokenizer
+            tok = getattr(self.refiner, "tokenizer", None) or load_tokenizer(refiner_path)
+            self.judge_gen = ChatPrompts(self.refiner, tok)
 
     def _prompts(self, problems) -> list[str]:
         from reasoner.templates import render_prompt
@@ -122,12 +154,12 @@ class SparWorker:
         seed = cfg.seed + 1000 * version + int(problems[0].id.encode().hex()[-6:], 16) % 1000
         refine_cfg = dataclasses.replace(cfg.refine, seed=seed)
         by_q = {p.question: p for p in problems}
-        judge = OracleJudge(by_q) if sp.oracle_judge else Judge(self.refiner, refine_cfg)
+        judge = OracleJudge(by_q) if sp.oracle_judge else Judge(self.judge_gen, refine_cfg)
         qs, prompts, ids = [p.question for p in problems], self._prompts(problems), [p.id for p in problems]
         kw = dict(n=sp.actor_samples, temperature=sp.actor_temperature, top_p=sp.actor_top_p,
                   max_tokens=sp.actor_max_tokens, data_cfg=cfg.spar_data, policy_version=version, seed=seed)
         if sp.refine_pairs:
-            search = RefinementSearch(self.refiner, refine_cfg, judge if sp.oracle_judge else judge)
+            search = RefinementSearch(self.judge_gen, refine_cfg, judge)
             out = collect_spar(self.actor, search, qs, prompts, ids, judge=judge, **kw)
         else:
             out = collect_self_rewarding(self.actor, judge, qs, prompts, ids, refine_cfg=refine_cfg, **kw)
@@ -169,7 +201,7 @@ class SparWorker:
         depth = parse_refine_method(method)
         if depth is not None:
             rcfg = dataclasses.replace(self.cfg.refine, depth=depth, seed=self.cfg.seed + version)
-            responses = refine_responses(self.refiner, rcfg, [p.question for p in problems], responses)
+            responses = refine_responses(self.judge_gen, rcfg, [p.question for p in problems], responses)
         verdicts = [check_response(p.ifeval(), r) for p, r in zip(problems, responses)]
         return {"n": len(problems), "prompt_strict": sum(v.prompt_strict for v in verdicts),
                 "prompt_loose": sum(v.prompt_loose for v in verdicts),
@@ -184,7 +216,7 @@ class SparWorker:
         """The refiner's majority verdicts on fixed (instruction, response, checker label) items vs the labels."""
         from search.refine import Judge
         self.load(actor_path, refiner_path)
-        judge = Judge(self.refiner, dataclasses.replace(self.cfg.refine, seed=self.cfg.seed))
+        judge = Judge(self.judge_gen, dataclasses.replace(self.cfg.refine, seed=self.cfg.seed))
         js = judge.judge([(q, r) for q, r, _ in examples])
         correct = sum(int(j.label is not None and j.label == int(ok)) for j, (_, _, ok) in zip(js, examples))
         return {"n": len(examples), "correct": correct,

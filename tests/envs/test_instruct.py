@@ -96,3 +96,16 @@ def test_markers_match_the_refinement_search():
 def test_bad_config():
     with pytest.raises(ValueError):
         InstructConfig(min_constraints=2, max_constraints=1)
+
+
+def test_ifeval_task_loads_prompts_with_the_problem_interface(tmp_path):
+    from envs.base import TaskError
+    from envs.tasks import TaskConfig, TaskName, load_instruct_problems
+    cfg = TaskConfig(name=TaskName.IFEVAL)
+    test = load_instruct_problems(cfg, "test", None)
+    assert len(test) == 541 and test[0].id == f"ifeval/{test[0].key}" and test[0].question == test[0].prompt
+    assert test[0].ifeval() is test[0]
+    with pytest.raises(TaskError, match="train_path"):
+        load_instruct_problems(cfg, "train", 10)
+    with pytest.raises(TaskError, match="limit"):
+        load_instruct_problems(TaskConfig(name=TaskName.INSTRUCT), "test", None)
