@@ -18,14 +18,18 @@ from reasoner.templates import PromptConfig
 from reasoner.tiny import TinyModelConfig
 from rl.learners.oreo import OREOConfig
 from rl.learners.sft import SFTConfig
+from rl.learners.spar import RFTConfig, SparDPOConfig
 from rl.learners.step_dpo import StepDPOConfig
-from search.mcts import MCTSConfig
 from search.evaluators import SelfEvalConfig
+from search.mcts import MCTSConfig
 from search.pairs import PairConfig
+from search.refine import RefineConfig
+from search.spar_data import SparDataConfig
 from search.trajectories import TrajectoryConfig
 from search.value_guided import BeamConfig, BestOfNConfig
 
-__all__ = ["ModelConfig", "SearchValue", "EvalConfig", "RolloutValue", "PolicyLearner", "IterateConfig", "WorkerGroupConfig", "WorkersConfig",
+__all__ = ["ModelConfig", "SearchValue", "EvalConfig", "RolloutValue", "PolicyLearner", "Recipe", "SparConfig",
+           "IterateConfig", "WorkerGroupConfig", "WorkersConfig",
            "RayConfig", "ExperimentConfig"]
 
 
@@ -36,6 +40,8 @@ class ModelConfig:
     """HF checkpoint directory (or hub name where a hub is reachable); "" = train the tiny model from scratch."""
     value: str = ""
     """Value-model checkpoint directory to start from ("" = built from the policy when first trained)."""
+    refiner: str = ""
+    """SPaR refiner checkpoint ("" = the starting policy plays both roles, as SPaR's SFT model does)."""
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
     """Architecture of the from-scratch policy (used when policy is "")."""
 
@@ -85,9 +91,42 @@ class PolicyLearner(str, enum.Enum):
     NONE = "none"
 
 
+class Recipe(str, enum.Enum):
+    """What one iteration collects and learns."""
+    MCTS = "mcts"
+    SPAR = "spar"
+
+
+@dataclass
+class SparConfig:
+    """SPaR self-play (the `spar` block; algorithms.md 4.2). Refinement tree: `refine`; data caps: `spar_data`."""
+    actor_samples: int = 5
+    """Responses sampled per prompt by the actor."""
+    actor_temperature: float = 0.9
+    """Actor sampling temperature."""
+    actor_top_p: float = 0.9
+    """Actor nucleus mass."""
+    actor_max_tokens: int = 2048
+    """New tokens per actor response."""
+    sft_prompts: int = 2000
+    """Embedded task: train prompts of the SFT mixture (actor references + bootstrap judgments/refinements)."""
+    oracle_judge: bool = False
+    """Judge with the IFEval checkers instead of the refiner (an upper bound, reported separately; not SPaR)."""
+    train_refiner: bool = True
+    """Train the refiner by RFT each iteration (False: the SFT refiner judges and refines throughout)."""
+    refine_pairs: bool = True
+    """Pairs from refinement trees (SPaR); False = self-rewarding baseline: best vs worst judged sample."""
+
+    def __post_init__(self) -> None:
+        if self.actor_samples < 1 or self.sft_prompts < 1:
+            raise ValueError("spar.actor_samples and spar.sft_prompts must be >= 1")
+
+
 @dataclass
 class IterateConfig:
     """The collect -> learn -> evaluate loop of `launch/iterate.py` (the `iterate` block)."""
+    recipe: Recipe = Recipe.MCTS
+    """mcts (MCTS pairs/trajectories -> step-DPO/OREO) or spar (actor/refiner self-play, algorithms.md 4)."""
     iterations: int = 3
     """Iterations after iteration 0 (the starting policy, evaluated only)."""
     problems_per_iteration: int = 64
@@ -159,6 +198,12 @@ class ExperimentConfig:
     sft: SFTConfig = field(default_factory=SFTConfig)
     mcts: MCTSConfig = field(default_factory=MCTSConfig)
     pairs: PairConfig = field(default_factory=PairConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
+    spar: SparConfig = field(default_factory=SparConfig)
+    spar_data: SparDataConfig = field(default_factory=SparDataConfig)
+    spar_dpo: SparDPOConfig = field(default_factory=lambda: SparDPOConfig(lr=2e-7, warmup_ratio=0.1, batch_size=2,
+                                                                        grad_accum=2, max_len=2048))
+    rft: RFTConfig = field(default_factory=RFTConfig)
     trajectories: TrajectoryConfig = field(default_factory=TrajectoryConfig)
     step_dpo: StepDPOConfig = field(default_factory=StepDPOConfig)
     oreo: OREOConfig = field(default_factory=OREOConfig)

@@ -2,6 +2,7 @@
 
     python launch/iterate.py --config configs/arith_tiny.yaml                  # embedded local Ray
     python launch/iterate.py --config configs/arith_smoke.yaml iterate.iterations=2
+    python launch/iterate.py --config configs/spar_tiny.yaml                   # SPaR (iterate.recipe=spar)
     ray job submit --working-dir . -- python launch/iterate.py --config configs/arith_smoke.yaml \\
         --run-dir /abs/path/runs/smoke                                          # on a running cluster
 
@@ -18,6 +19,9 @@ when it is empty; it is only evaluated. Each later iteration k:
 5. commit: the iteration's manifest is written last (`launch.run_dir`); summary.json, plots and
    TensorBoard are refreshed. Rerunning the same command after a crash resumes after the last
    committed iteration.
+
+With `iterate.recipe=spar` the same loop runs SPaR's actor/refiner self-play instead
+(`launch.spar_job`).
 """
 from __future__ import annotations
 
@@ -233,7 +237,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     seed_everything(cfg.seed)
     ray = init_ray(cfg.ray)
     try:
-        Job(cfg, run, quiet=args.quiet).run_all()
+        from configs.schema import Recipe
+        if Recipe(cfg.iterate.recipe) == Recipe.SPAR:
+            from launch.spar_job import SparJob
+            SparJob(cfg, run, quiet=args.quiet).run_all()
+        else:
+            Job(cfg, run, quiet=args.quiet).run_all()
     except Exception as e:  # worker errors arrive wrapped by Ray; keep the useful line
         msg = str(e).strip().splitlines()
         print(f"error: {msg[-1] if msg else type(e).__name__}", file=sys.stderr)
