@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from envs.nethack import AgentEnvConfig
 from envs.tasks import TaskConfig
 from reasoner.generation import GeneratorConfig
 from reasoner.steps import StepFormat
@@ -19,12 +20,15 @@ from reasoner.tiny import TinyModelConfig
 from rl.learners.oreo import OREOConfig
 from rl.learners.sft import SFTConfig
 from rl.learners.step_dpo import StepDPOConfig
+from rl.oni_distill import DistillConfig
+from rl.oni_labels import LabellerConfig
+from rl.oni_rewards import MessageModelConfig, ONIRewardConfig
 from search.mcts import MCTSConfig
 from search.pairs import PairConfig
 from search.trajectories import TrajectoryConfig
 from search.value_guided import BeamConfig, BestOfNConfig
 
-__all__ = ["ModelConfig", "EvalConfig", "PolicyLearner", "IterateConfig", "WorkerGroupConfig", "WorkersConfig",
+__all__ = ["ModelConfig", "EvalConfig", "PolicyLearner", "JobKind", "IterateConfig", "AgentPPOConfig", "ONIJobConfig", "WorkerGroupConfig", "WorkersConfig",
            "RayConfig", "ExperimentConfig"]
 
 
@@ -61,9 +65,17 @@ class PolicyLearner(str, enum.Enum):
     NONE = "none"
 
 
+class JobKind(str, enum.Enum):
+    """Which loop `launch/iterate.py` runs."""
+    SEARCH = "search"   # LLM reasoning: MCTS collection -> step-DPO / OREO -> evaluation
+    ONI = "oni"         # a NetHack/MiniHack agent trained with RLlib PPO + ONI intrinsic rewards
+
+
 @dataclass
 class IterateConfig:
     """The collect -> learn -> evaluate loop of `launch/iterate.py` (the `iterate` block)."""
+    job: JobKind = JobKind.SEARCH
+    """search (the LLM reasoning loop) or oni (RLlib agent with LLM-labelled intrinsic rewards; the `oni` block)."""
     iterations: int = 3
     """Iterations after iteration 0 (the starting policy, evaluated only)."""
     problems_per_iteration: int = 64
@@ -121,6 +133,71 @@ class RayConfig:
 
 
 @dataclass
+class AgentPPOConfig:
+    """RLlib PPO for the NetHack agent (the `oni.ppo` block). ONI used APPO with V-trace (clip 0.1,
+    entropy 0.003, lr 1e-4, batch 1024 x 32 steps on a GPU); these defaults suit a small CPU run."""
+    lr: float = 3e-4
+    """Adam learning rate."""
+    gamma: float = 0.99
+    """Discount."""
+    lambda_: float = 0.95
+    """GAE lambda."""
+    clip: float = 0.2
+    """PPO ratio clip."""
+    vf_clip: float = 100.0
+    """Value-loss clip (mixed rewards reach c_ext x 10 per step)."""
+    vf_coef: float = 0.5
+    """Value-loss weight."""
+    entropy_coef: float = 0.01
+    """Entropy bonus weight."""
+    grad_clip: float = 4.0
+    """Gradient-norm clip (ONI: 4)."""
+    train_batch: int = 2048
+    """Env steps per training iteration (per learner)."""
+    minibatch: int = 256
+    """SGD minibatch size."""
+    epochs: int = 4
+    """SGD passes over each train batch."""
+    hidden: int = 256
+    """Width of the agent network's shared layer."""
+    num_env_runners: int = 0
+    """Remote env-runner actors (0 = sample in the driver process)."""
+    envs_per_runner: int = 8
+    """Vectorised envs per env runner."""
+    episodes_for_metrics: int = 100
+    """Episodes averaged in the reported episode return (ONI: 100)."""
+
+    def __post_init__(self) -> None:
+        if self.train_batch < 1 or self.minibatch < 1 or self.epochs < 1 or self.envs_per_runner < 1:
+            raise ValueError("oni.ppo: train_batch, minibatch, epochs and envs_per_runner must be >= 1")
+
+
+@dataclass
+class ONIJobConfig:
+    """ONI: an RLlib PPO agent on NetHack/MiniHack whose rewards mix in LLM message labels (the `oni` block)."""
+    env: AgentEnvConfig = field(default_factory=AgentEnvConfig)
+    reward: ONIRewardConfig = field(default_factory=ONIRewardConfig)
+    labeller: LabellerConfig = field(default_factory=lambda: LabellerConfig(knowledge=False, max_tokens=24,
+                                                                            temperature=0.0))
+    labeller_generator: GeneratorConfig = field(default_factory=lambda: GeneratorConfig(device="cpu",
+                                                                                        max_batch_size=64))
+    """Backend of the labeller: hf (the tiny LM on CPU), vllm (a real model on a GPU), openai (an endpoint)."""
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    classifier: MessageModelConfig = field(default_factory=MessageModelConfig)
+    ppo: AgentPPOConfig = field(default_factory=AgentPPOConfig)
+    iterations: int = 20
+    """Job iterations; each runs `train_calls_per_iteration` PPO iterations, then checkpoints and commits."""
+    train_calls_per_iteration: int = 5
+    """PPO training iterations (train_batch env steps each) per committed job iteration."""
+    labeller_cpus: float = 1.0
+    """Logical CPUs of the labeller actor."""
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1 or self.train_calls_per_iteration < 1:
+            raise ValueError("oni.iterations and oni.train_calls_per_iteration must be >= 1")
+
+
+@dataclass
 class ExperimentConfig:
     """Everything one run needs; YAML presets in configs/*.yaml override parts of it."""
     seed: int = 0
@@ -142,3 +219,4 @@ class ExperimentConfig:
     iterate: IterateConfig = field(default_factory=IterateConfig)
     workers: WorkersConfig = field(default_factory=WorkersConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    oni: ONIJobConfig = field(default_factory=ONIJobConfig)

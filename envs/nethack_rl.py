@@ -21,10 +21,10 @@ the intrinsic reward happens in the learner, never here, so the env loop never w
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import gymnasium as gym
 import numpy as np
+
+from envs.nethack import AgentEnvConfig
 
 __all__ = ["AgentEnvConfig", "MessageCounter", "MessageCountWrapper", "AgentObservationWrapper",
            "make_agent_env", "crop_glyphs", "PAD_GLYPH", "NUM_GLYPHS", "NUM_BLSTATS"]
@@ -33,23 +33,6 @@ NUM_GLYPHS = 5976            # nle.nethack.MAX_GLYPH (fixed by NLE 1.x's glyph t
 PAD_GLYPH = NUM_GLYPHS       # id of "outside the map" in a crop; embeddings need NUM_GLYPHS + 1 rows
 NUM_BLSTATS = 27             # len(obs["blstats"]) in NLE 1.x
 _OBS_KEYS = ("glyphs", "blstats", "message")
-
-
-@dataclass
-class AgentEnvConfig:
-    """The env an RL agent trains on (the `agent_env` block)."""
-    task: str = "MiniHack-Room-5x5-v0"
-    """gymnasium id of an NLE or MiniHack task."""
-    crop: int = 9
-    """Side of the glyph window centred on the agent (odd)."""
-    max_episode_steps: int = 0
-    """Episode step limit (0 = the task's own)."""
-
-    def __post_init__(self) -> None:
-        if self.crop < 1 or self.crop % 2 == 0:
-            raise ValueError("agent_env.crop must be a positive odd number")
-        if self.max_episode_steps < 0:
-            raise ValueError("agent_env.max_episode_steps must be >= 0")
 
 
 class MessageCounter:

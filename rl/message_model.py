@@ -12,35 +12,17 @@ and only while the table holds fewer than 25,000 labels (ONI's schedule).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from rl.oni_rewards import MessageModelConfig
+
 __all__ = ["MessageModelConfig", "MessageClassifier", "MessageModelTrainer", "encode_messages", "MESSAGE_LEN"]
 
 MESSAGE_LEN = 256
-
-
-@dataclass
-class MessageModelConfig:
-    """The classification reward model and its training (the `oni.classifier` block)."""
-    lr: float = 1e-4
-    """Adam learning rate."""
-    batch_size: int = 256
-    """(message, label) pairs per gradient step."""
-    steps_per_update: int = 32
-    """Gradient steps each time new labels arrive."""
-    max_labels: int = 25000
-    """Stop training once the label table holds this many labels."""
-    dropout: float = 0.1
-    """Dropout in the MLP head."""
-
-    def __post_init__(self) -> None:
-        if self.lr <= 0 or self.batch_size < 1 or self.steps_per_update < 0:
-            raise ValueError("oni.classifier: lr must be > 0, batch_size >= 1, steps_per_update >= 0")
 
 
 def encode_messages(messages: Sequence[str]) -> np.ndarray:

@@ -281,13 +281,13 @@ class Labeller:
 # and descending, level feelings and sounds that reveal the level, kills, level-ups, doors that
 # open. Messages about walls, closed or locked doors, misses, prompts and cancels match nothing.
 HEURISTIC_RULES: tuple[tuple[str, str, str], ...] = (
-    ("gold", r"\bgold\b|counting money", "the message is about gold."),
+    ("gold", r"\bgold pieces?\b|counting money", "the message is about gold."),
     ("level_up", r"[Ww]elcome to experience level|You feel (?:more|much|stronger|tougher|agile|wise|healthy)",
      "the player grew stronger."),
     ("kill", r"\bYou (?:kill|destroy)\b|\bis killed\b|\bdies\b", "the player killed a monster."),
-    ("stairs", r"stair|You (?:descend|climb)|ladder", "the message is about the way down."),
+    ("stairs", r"staircase|You (?:descend|climb)|ladder", "the message is about the way down."),
     ("pickup", r"^[a-zA-Z] - ", "the player picked up an item."),
-    ("item_here", r"You see here|You find|Things that are here|several objects here|There is .* here",
+    ("item_here", r"You see here|You find|Things that are here|several objects here",
      "there is an item to take."),
     ("feeling", r"You have a (?:strange|sad|funny) feeling|You hear (?:the footsteps|bubbling water|a door open"
                 r"|the chime|the splashing)|You enter", "the message reveals the level."),

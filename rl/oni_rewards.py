@@ -24,7 +24,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["RewardKind", "ONIRewardConfig", "retrieval_rewards", "classification_rewards",
+__all__ = ["RewardKind", "ONIRewardConfig", "MessageModelConfig", "retrieval_rewards", "classification_rewards",
            "count_scaled", "mix_rewards", "intrinsic_rewards", "rescore_transitions"]
 
 
@@ -59,6 +59,25 @@ class ONIRewardConfig:
             raise ValueError("oni.reward.count_exponent must be >= 0 and reward_clip > 0")
         if not 0.0 <= self.threshold < 1.0:
             raise ValueError("oni.reward.threshold must be in [0, 1)")
+
+
+@dataclass
+class MessageModelConfig:
+    """The classification reward model and its training (the `oni.classifier` block)."""
+    lr: float = 1e-4
+    """Adam learning rate."""
+    batch_size: int = 256
+    """(message, label) pairs per gradient step."""
+    steps_per_update: int = 32
+    """Gradient steps each time new labels arrive."""
+    max_labels: int = 25000
+    """Stop training once the label table holds this many labels."""
+    dropout: float = 0.1
+    """Dropout in the MLP head."""
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.batch_size < 1 or self.steps_per_update < 0:
+            raise ValueError("oni.classifier: lr must be > 0, batch_size >= 1, steps_per_update >= 0")
 
 
 def retrieval_rewards(messages: Sequence[str], table: Mapping[str, int]) -> np.ndarray:

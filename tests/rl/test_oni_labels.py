@@ -121,6 +121,9 @@ def test_heuristic_annotator():
     assert heuristic_label("It's a wall.") == (0, "the message does not help progress.")
     assert heuristic_label("This door is locked.")[0] == 0
     assert heuristic_label("")[0] == 0
+    assert heuristic_label("There is nothing here to pick up.")[0] == 0
+    assert heuristic_label("The stairs are solidly fixed to the floor.")[0] == 0
+    assert heuristic_label("You cannot wield gold.")[0] == 0
     assert heuristic_label("You kill the newt!", LabelGoal.GOLD)[0] == 0
     assert heuristic_label("$ - 5 gold pieces.", LabelGoal.COMBAT)[0] == 0
     (prompt, answer), = distillation_examples(["You kill the newt!"])
