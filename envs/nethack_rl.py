@@ -73,7 +73,8 @@ class MessageCountWrapper(gym.Wrapper):
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
-        info = {k: v for k, v in info.items() if k != "end_status"}   # an enum: keep infos plain
+        if "end_status" in info:   # NLE's StepStatus enum -> int (RUNNING 0, DEATH 1, TASK_SUCCESSFUL 2)
+            info = {**info, "end_status": int(info["end_status"])}
         return obs, reward, terminated, truncated, self._annotate(obs, info)
 
 
