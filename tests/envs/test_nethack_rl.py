@@ -51,3 +51,16 @@ def test_minihack_counts_messages_per_episode():
     x, y = int(obs["blstats"][0]), int(obs["blstats"][1])
     assert obs["glyphs"][4, 4] != PAD_GLYPH and (x, y) != (0, 0)
     env.close()
+
+
+def test_nethack_score_env_asks_only_for_the_keys_it_uses():
+    env = make_agent_env(AgentEnvConfig(task="NetHackScore-v0", crop=5))
+    obs, info = env.reset(seed=1)
+    assert set(obs) == {"glyphs", "blstats"} and obs["glyphs"].shape == (5, 5)
+    assert set(env.unwrapped.observation_space.spaces) == {"glyphs", "blstats", "message"}
+    for _ in range(20):
+        obs, r, term, trunc, info = env.step(0)
+        assert info["message_count"] >= 1 and isinstance(info.get("end_status", 0), int)
+        if term or trunc:
+            break
+    env.close()
