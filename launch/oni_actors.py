@@ -12,9 +12,9 @@
   queue them behind the loop forever).
 - The classifier (`ClassifierLoop`, ONI-Classification) trains the char-CNN on the labels in its
   own actor, 32 steps per new label batch, and publishes versioned weights; also max_concurrency=2.
-- `RayLabelClient` is what the learner connector holds: `refresh()` applies results of pulls
-  issued at the previous call and issues new ones, checking readiness with `ray.wait(timeout=0)`,
-  so the learner never blocks on the store, the labeller or the classifier.
+- `RayLabelClient` is what the learner connector holds: `refresh()` issues a versioned pull and
+  applies it if it arrives within `wait_s` (50 ms; the store answers in milliseconds), else at a
+  later call, so the learner never waits on the labeller or the classifier's training.
 Actors are found by name (`ActorNames`), so a learner in another process reaches them too.
 """
 from __future__ import annotations
@@ -182,10 +182,11 @@ ClassifierActor = ray.remote(num_cpus=0, max_concurrency=2)(ClassifierLoop)
 
 
 class RayLabelClient:
-    """The learner connector's view of the labels (see the module docstring); never blocks."""
+    """The learner connector's view of the labels (see the module docstring); waits at most `wait_s`."""
 
-    def __init__(self, names: ActorNames, use_classifier: bool):
+    def __init__(self, names: ActorNames, use_classifier: bool, wait_s: float = 0.05):
         self.names = names
+        self.wait_s = wait_s
         self.use_classifier = use_classifier
         self.table: dict[str, int] = {}
         self.version = 0
@@ -198,15 +199,20 @@ class RayLabelClient:
         self._prob_cache: dict[str, float] = {}
 
     def refresh(self) -> None:
-        if self._pull is not None and ray.wait([self._pull], timeout=0)[0]:
+        """Issue a pull of the labels (and weights) added since our version, if none is in flight,
+        and apply whatever has arrived within `wait_s` (the store answers in milliseconds; a slow
+        answer is applied at a later call, never waited for)."""
+        if self._pull is None:
+            self._pull = self._store.since.remote(self.version)
+        if ray.wait([self._pull], timeout=self.wait_s)[0]:
             self.version, new = ray.get(self._pull)
             self.table.update(new)
             self._pull = None
-        if self._pull is None:
-            self._pull = self._store.since.remote(self.version)
         if self._classifier is None:
             return
-        if self._wpull is not None and ray.wait([self._wpull], timeout=0)[0]:
+        if self._wpull is None:
+            self._wpull = self._classifier.weights.remote(self.model_version)
+        if ray.wait([self._wpull], timeout=self.wait_s)[0]:
             version, state = ray.get(self._wpull)
             self._wpull = None
             if state is not None:
@@ -216,8 +222,6 @@ class RayLabelClient:
                 self.model.load_state_dict(state)
                 self.model_version = version
                 self._prob_cache = {}
-        if self._wpull is None:
-            self._wpull = self._classifier.weights.remote(self.model_version)
 
     def submit(self, messages: list[str]) -> None:
         self._store.submit.remote(messages)   # fire and forget
