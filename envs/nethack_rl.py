@@ -9,7 +9,8 @@ several times slower; environment.md section 3) and wraps it:
   through `info` (`info["message"]`, `info["message_count"]`), so the learner can rescore old
   experience with the newest labels: the intrinsic reward of the transition into observation t
   is `label(m_t) / n_ep(m_t)^beta` (`rl.oni_rewards`). The count includes the current sight, so
-  a message seen for the first time in the episode has count 1.
+  a message seen for the first time in the episode has count 1. `info["episode_end"]` marks the
+  last step of an episode (terminated or truncated), so per-episode sums can be formed downstream.
 - `AgentObservationWrapper` turns the observation into what the policy reads: the glyph ids of
   a `crop` x `crop` window centred on the agent (cells outside the map are `PAD_GLYPH`) and the
   bottom-line statistics (`blstats`, NLE's 27 numbers: position, strength, hit points, depth,
@@ -75,6 +76,7 @@ class MessageCountWrapper(gym.Wrapper):
         obs, reward, terminated, truncated, info = self.env.step(action)
         if "end_status" in info:   # NLE's StepStatus enum -> int (RUNNING 0, DEATH 1, TASK_SUCCESSFUL 2)
             info = {**info, "end_status": int(info["end_status"])}
+        info = {**info, "episode_end": bool(terminated or truncated)}
         return obs, reward, terminated, truncated, self._annotate(obs, info)
 
 

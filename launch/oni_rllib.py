@@ -95,6 +95,7 @@ class ONIRewardConnector(ConnectorV2):
         self.submitted: set[str] = set()
         self.seconds = 0.0
         self.transitions = 0
+        self._running: dict[str, float] = {}   # episode id -> intrinsic return of its earlier chunks
 
     def __call__(self, *, rl_module, batch, episodes, explore=None, shared_data=None, metrics=None, **kwargs):
         t0 = time.perf_counter()
@@ -117,27 +118,35 @@ class ONIRewardConnector(ConnectorV2):
             infos = ep.get_infos()[1:n + 1]            # info of the observation transition t led to
             msgs = [i.get("message", "") for i in infos]
             counts = [int(i.get("message_count", 1)) for i in infos]
+            ends = [bool(i.get("episode_end", False)) for i in infos]
+            key = ep.id_.rsplit("_", 1)[0] if extra else ep.id_   # AddOneTs appends "_<i>" to the id
             # A local env runner keeps these very chunk objects to sum episode returns for its
             # metrics; rewrite a copy whose reward buffer is our own, so they stay extrinsic.
             ep = copy.copy(ep)
             ep.rewards = copy.deepcopy(ep.rewards)
             episodes[idx] = ep
-            chunks.append((ep, n, msgs, counts))
-        uniq = sorted({m for _, _, msgs, _ in chunks for m in msgs})
+            chunks.append((ep, n, msgs, counts, ends, key))
+        uniq = sorted({m for _, _, msgs, *_ in chunks for m in msgs})
         probs = client.probs(uniq) if (client is not None and cfg.kind == RewardKind.CLASSIFICATION) else None
         if cfg.kind == RewardKind.CLASSIFICATION and probs is None:
             probs = {m: 0.0 for m in uniq}
         total = labelled = 0
         r_int_sum, ep_int_returns = 0.0, []
-        for ep, n, msgs, counts in chunks:
+        for ep, n, msgs, counts, ends, key in chunks:
             r_ext = np.asarray(ep.get_rewards()[:n], dtype=np.float32)
             mixed, r_int = rescore_transitions(r_ext, msgs, counts, cfg, table=table, probs=probs)
             ep.set_rewards(new_data=mixed, at_indices=slice(0, n))
             total += n
             labelled += sum(1 for m in msgs if m in table)
             r_int_sum += float(r_int.sum())
-            if ep.t_started == 0 and ep.is_terminated:
-                ep_int_returns.append(float(r_int.sum()))
+            acc = self._running.pop(key, 0.0)
+            for t in range(n):   # intrinsic return of every episode that ends in this chunk
+                acc += float(r_int[t])
+                if ends[t]:
+                    ep_int_returns.append(acc)
+                    acc = 0.0
+            if not ends[n - 1] and len(self._running) < 100000:
+                self._running[key] = acc
         new = [m for m in uniq if m not in table and m not in self.submitted]
         if new and client is not None and cfg.kind != RewardKind.NONE:
             client.submit(new)

@@ -34,9 +34,9 @@ class FakeClient:
 def _episode(messages, rewards, terminated=True):
     """An episode chunk: reset info = messages[0]; transition t leads to the observation with messages[t+1]."""
     counts, infos = {}, []
-    for m in messages:
+    for t, m in enumerate(messages):
         counts[m] = counts.get(m, 0) + 1
-        infos.append({"message": m, "message_count": counts[m]})
+        infos.append({"message": m, "message_count": counts[m], "episode_end": terminated and t == len(messages) - 1})
     n = len(rewards)
     return SingleAgentEpisode(observations=[np.zeros(2, np.float32)] * (n + 1), actions=[0] * n,
                               rewards=list(rewards), infos=infos, terminated=terminated, len_lookback_buffer=0,
@@ -67,6 +67,7 @@ def test_retrieval_rewrite(with_bootstrap_step):
         assert out[4] == 0.0 and len(out) == 5        # the bootstrap step keeps reward 0
     assert list(original.get_rewards()[:4]) == [0.0, 0.0, 0.0, 1.0]   # the runner's chunk is untouched
     assert client.submitted == [["new"]] and client.refreshes == 1
+    assert conn._running == {}                         # the episode ended in this chunk
     _run(conn, [_episode(["", "new"], [0.0])], with_bootstrap_step=False)
     assert client.submitted == [["new"]]              # not submitted twice
 
@@ -80,3 +81,26 @@ def test_extrinsic_only_and_classification():
                              client_factory=lambda: FakeClient({}, probs={KILL: 0.9}))
     np.testing.assert_allclose(_run(cls, [_episode(["", KILL, KILL, WALL], [0.0, 0.0, 0.0])],
                                     with_bootstrap_step=False)[0], [1.0, 0.125, 0.0])
+
+
+class _Metrics:
+    def __init__(self):
+        self.values = {}
+
+    def log_value(self, key, value, **kw):
+        self.values[key] = value
+
+
+def test_intrinsic_return_spans_chunks():
+    cfg = ONIRewardConfig(kind="retrieval", intrinsic_coef=1.0, extrinsic_coef=0.0, count_exponent=3.0)
+    conn = ONIRewardConnector(reward_cfg=cfg, client_factory=lambda: FakeClient({KILL: 1}))
+    first = _episode(["", KILL, WALL], [0.0, 0.0], terminated=False)      # chunk 1: r_int 1, 0
+    metrics = _Metrics()
+    conn(rl_module=None, batch={}, episodes=[first], shared_data={}, metrics=metrics)
+    assert ("oni", "intrinsic_return_mean") not in metrics.values and conn._running == {first.id_: 1.0}
+    second = first.cut()                                                   # its successor chunk
+    second.add_env_step(np.zeros(2, np.float32), 0, 0.0, infos={"message": KILL, "message_count": 2,
+                                                                 "episode_end": True}, terminated=True)
+    conn(rl_module=None, batch={}, episodes=[second], shared_data={}, metrics=metrics)
+    assert metrics.values[("oni", "intrinsic_return_mean")] == pytest.approx(1.125)
+    assert metrics.values[("oni", "label_coverage")] == 1.0
