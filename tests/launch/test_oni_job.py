@@ -25,7 +25,6 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 def test_oni_smoke_run_resumes_after_kill_and_evaluates(tmp_path):
     run = tmp_path / "run"
     cmd = [sys.executable, "launch/iterate.py", "--config", "configs/oni_smoke.yaml", "--run-dir", str(run), "--quiet"]
-    t0 = time.time()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
@@ -40,7 +39,6 @@ def test_oni_smoke_run_resumes_after_kill_and_evaluates(tmp_path):
     again = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resuming" in again.stdout and "distilling" not in again.stdout
-    assert time.time() - t0 < 300
     summary = json.loads((run / "summary.json").read_text())
     assert [it["iteration"] for it in summary["iterations"]] == [0, 1, 2, 3]
     assert json.loads((run / "iter_001" / "manifest.json").read_text()) == first   # committed work kept
