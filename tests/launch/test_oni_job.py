@@ -1,6 +1,6 @@
 """The ONI job end to end on MiniHack (configs/oni_smoke.yaml: 3 x 1024 env steps with ONI on):
 killed after its first committed iteration, resumed by rerunning the same command, then the
-trained agent is evaluated. About 2.5 min on 2 shared cores (two job starts)."""
+trained agent is evaluated. About 2 min on 2 idle cores (two job starts), 5.5 min under heavy load."""
 from __future__ import annotations
 
 import json
@@ -28,7 +28,7 @@ def test_oni_smoke_run_resumes_after_kill_and_evaluates(tmp_path):
     proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
-        deadline = time.time() + 240
+        deadline = time.time() + 420
         while not (run / "iter_001" / "manifest.json").exists():
             assert proc.poll() is None and time.time() < deadline, "iteration 1 never committed"
             time.sleep(0.3)
@@ -36,7 +36,7 @@ def test_oni_smoke_run_resumes_after_kill_and_evaluates(tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     first = json.loads((run / "iter_001" / "manifest.json").read_text())
-    again = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    again = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=480)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resuming" in again.stdout and "distilling" not in again.stdout
     summary = json.loads((run / "summary.json").read_text())
