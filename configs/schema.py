@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from envs.nethack import AgentEnvConfig
 from envs.tasks import TaskConfig
 from reasoner.generation import GeneratorConfig
 from reasoner.steps import StepFormat
@@ -20,6 +21,9 @@ from rl.learners.oreo import OREOConfig
 from rl.learners.sft import SFTConfig
 from rl.learners.spar import RFTConfig, SparDPOConfig
 from rl.learners.step_dpo import StepDPOConfig
+from rl.oni_distill import DistillConfig
+from rl.oni_labels import LabellerConfig
+from rl.oni_rewards import MessageModelConfig, ONIRewardConfig
 from search.evaluators import SelfEvalConfig
 from search.mcts import MCTSConfig
 from search.pairs import PairConfig
@@ -29,7 +33,7 @@ from search.trajectories import TrajectoryConfig
 from search.value_guided import BeamConfig, BestOfNConfig
 
 __all__ = ["ModelConfig", "SearchValue", "EvalConfig", "RolloutValue", "PolicyLearner", "Recipe", "SparConfig",
-           "IterateConfig", "WorkerGroupConfig", "WorkersConfig",
+           "IterateConfig", "AgentPPOConfig", "ONIJobConfig", "WorkerGroupConfig", "WorkersConfig",
            "RayConfig", "ExperimentConfig"]
 
 
@@ -94,7 +98,11 @@ class PolicyLearner(str, enum.Enum):
 class Recipe(str, enum.Enum):
     """What one iteration collects and learns."""
     MCTS = "mcts"
+    """LLM reasoning: MCTS collection -> step-DPO / OREO -> evaluation."""
     SPAR = "spar"
+    """SPaR actor/refiner self-play (launch/spar_job.py)."""
+    ONI = "oni"
+    """A NetHack/MiniHack agent trained with RLlib PPO + ONI intrinsic rewards (launch/oni_job.py)."""
 
 
 @dataclass
@@ -126,7 +134,8 @@ class SparConfig:
 class IterateConfig:
     """The collect -> learn -> evaluate loop of `launch/iterate.py` (the `iterate` block)."""
     recipe: Recipe = Recipe.MCTS
-    """mcts (MCTS pairs/trajectories -> step-DPO/OREO) or spar (actor/refiner self-play, algorithms.md 4)."""
+    """mcts (MCTS pairs/trajectories -> step-DPO/OREO) spar (actor/refiner self-play, algorithms.md 4) or oni
+    (RLlib agent with LLM-labelled intrinsic rewards; the `oni` block)."""
     iterations: int = 3
     """Iterations after iteration 0 (the starting policy, evaluated only)."""
     problems_per_iteration: int = 64
@@ -186,6 +195,71 @@ class RayConfig:
 
 
 @dataclass
+class AgentPPOConfig:
+    """RLlib PPO for the NetHack agent (the `oni.ppo` block). ONI used APPO with V-trace (clip 0.1,
+    entropy 0.003, lr 1e-4, batch 1024 x 32 steps on a GPU); these defaults suit a small CPU run."""
+    lr: float = 3e-4
+    """Adam learning rate."""
+    gamma: float = 0.99
+    """Discount."""
+    lambda_: float = 0.95
+    """GAE lambda."""
+    clip: float = 0.2
+    """PPO ratio clip."""
+    vf_clip: float = 100.0
+    """Value-loss clip (mixed rewards reach c_ext x 10 per step)."""
+    vf_coef: float = 0.5
+    """Value-loss weight."""
+    entropy_coef: float = 0.01
+    """Entropy bonus weight."""
+    grad_clip: float = 4.0
+    """Gradient-norm clip (ONI: 4)."""
+    train_batch: int = 2048
+    """Env steps per training iteration (per learner)."""
+    minibatch: int = 256
+    """SGD minibatch size."""
+    epochs: int = 4
+    """SGD passes over each train batch."""
+    hidden: int = 256
+    """Width of the agent network's shared layer."""
+    num_env_runners: int = 0
+    """Remote env-runner actors (0 = sample in the driver process)."""
+    envs_per_runner: int = 8
+    """Vectorised envs per env runner."""
+    episodes_for_metrics: int = 100
+    """Episodes averaged in the reported episode return (ONI: 100)."""
+
+    def __post_init__(self) -> None:
+        if self.train_batch < 1 or self.minibatch < 1 or self.epochs < 1 or self.envs_per_runner < 1:
+            raise ValueError("oni.ppo: train_batch, minibatch, epochs and envs_per_runner must be >= 1")
+
+
+@dataclass
+class ONIJobConfig:
+    """ONI: an RLlib PPO agent on NetHack/MiniHack whose rewards mix in LLM message labels (the `oni` block)."""
+    env: AgentEnvConfig = field(default_factory=AgentEnvConfig)
+    reward: ONIRewardConfig = field(default_factory=ONIRewardConfig)
+    labeller: LabellerConfig = field(default_factory=lambda: LabellerConfig(knowledge=False, max_tokens=24,
+                                                                            temperature=0.0))
+    labeller_generator: GeneratorConfig = field(default_factory=lambda: GeneratorConfig(device="cpu",
+                                                                                        max_batch_size=64))
+    """Backend of the labeller: hf (the tiny LM on CPU), vllm (a real model on a GPU), openai (an endpoint)."""
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    classifier: MessageModelConfig = field(default_factory=MessageModelConfig)
+    ppo: AgentPPOConfig = field(default_factory=AgentPPOConfig)
+    iterations: int = 20
+    """Job iterations; each runs `train_calls_per_iteration` PPO iterations, then checkpoints and commits."""
+    train_calls_per_iteration: int = 5
+    """PPO training iterations (train_batch env steps each) per committed job iteration."""
+    labeller_cpus: float = 1.0
+    """Logical CPUs of the labeller actor."""
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1 or self.train_calls_per_iteration < 1:
+            raise ValueError("oni.iterations and oni.train_calls_per_iteration must be >= 1")
+
+
+@dataclass
 class ExperimentConfig:
     """Everything one run needs; YAML presets in configs/*.yaml override parts of it."""
     seed: int = 0
@@ -215,3 +289,4 @@ class ExperimentConfig:
     ray: RayConfig = field(default_factory=RayConfig)
     self_eval: SelfEvalConfig = field(default_factory=SelfEvalConfig)
     """The policy's self-evaluation prompt (rollout_value self_eval or mixture)."""
+    oni: ONIJobConfig = field(default_factory=ONIJobConfig)

@@ -5,10 +5,13 @@
     python -m launch.evaluate_envs --task alfworld --model runs/sft --limit 20 --out r.json
     python -m launch.evaluate_envs --task nethack --env NetHackScore-v0 --model random --episodes 20
     python -m launch.evaluate_envs --task nethack --env MiniHack-Room-5x5-v0 --model PATH
+    python -m launch.evaluate_envs --task nethack --model runs/oni_minihack/checkpoints/agent_20 --episodes 50
 
 `--model` is `expert` (ALFWorld's hand-coded expert), `walkthrough` (the games' stored
 solutions), `random` (a uniformly random admissible action) or an HF checkpoint directory
-(greedy ReAct turns for ALFWorld, an action menu for NetHack). All run through the same agent
+(greedy ReAct turns for ALFWorld, an action menu for NetHack), or for NetHack a trained ONI agent
+checkpoint (`RUN/checkpoints/agent_k`; its own task, `launch.evaluate_agent`). All but the ONI
+agent run through the same agent
 loop (`search.agent.run_episodes`), so the expert's success rate checks the harness.
 
 ALFWorld reads games from `--data-dir` (default `$ALFWORLD_DATA`); reports success rate overall
@@ -55,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-model-len", type=int, default=4096,
                     help="longest prompt + turn in tokens for --model PATH (a 40-turn ReAct episode needs ~3k)")
     ap.add_argument("--out", help="result JSON path (default runs/eval/<model>_<task>.json)")
+    ap.add_argument("--sample", action="store_true", help="ONI agent: sample actions instead of argmax")
     ap.add_argument("--records", help="write every episode as a Trajectory (.jsonl or .parquet)")
     return ap
 
@@ -161,7 +165,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not ray.is_initialized():
             ray.init(include_dashboard=False)
     try:
-        run(args)
+        if args.task == "nethack" and Path(args.model).is_dir() and not (Path(args.model) / "config.json").exists():
+            from launch.evaluate_agent import run as run_agent
+            run_agent(args)
+        else:
+            run(args)
     except (TaskError, CheckpointError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

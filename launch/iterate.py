@@ -1,4 +1,5 @@
 """The main job: collect (MCTS) -> learn (step-DPO / OREO) -> evaluate, iterated, on Ray.
+(`iterate.recipe=oni` runs the ONI agent job instead: launch/oni_job.py, configs/oni_minihack.yaml.)
 
     python launch/iterate.py --config configs/arith_tiny.yaml                  # embedded local Ray
     python launch/iterate.py --config configs/arith_smoke.yaml iterate.iterations=2
@@ -223,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from launch.config import ConfigError, load_config, to_yaml
     from launch.ray_setup import init_ray
     from launch.run_dir import RunDir
+    from configs.schema import Recipe
     try:
         cfg = load_config(args.config, args.overrides)
         root = args.run_dir or cfg.iterate.run_dir or str(Path("runs") / Path(args.config).stem)
@@ -236,13 +238,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"discarded uncommitted iteration(s) {removed} of {run.root}; redoing them", flush=True)
     seed_everything(cfg.seed)
     ray = init_ray(cfg.ray)
+    job_class = Job
+    if cfg.iterate.recipe == Recipe.ONI:
+        from launch.oni_job import ONIJob as job_class
+    elif cfg.iterate.recipe == Recipe.SPAR:
+        from launch.spar_job import SparJob as job_class
     try:
-        from configs.schema import Recipe
-        if Recipe(cfg.iterate.recipe) == Recipe.SPAR:
-            from launch.spar_job import SparJob
-            SparJob(cfg, run, quiet=args.quiet).run_all()
-        else:
-            Job(cfg, run, quiet=args.quiet).run_all()
+        job_class(cfg, run, quiet=args.quiet).run_all()
     except Exception as e:  # worker errors arrive wrapped by Ray; keep the useful line
         msg = str(e).strip().splitlines()
         print(f"error: {msg[-1] if msg else type(e).__name__}", file=sys.stderr)
