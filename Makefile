@@ -14,13 +14,28 @@ export TOKENIZERS_PARALLELISM ?= false
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER ?= 0
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: setup test test-fast demo bench build clean help
+# `make cluster` / `make submit` / `make cluster-stop`: a loopback Ray cluster and a job on it, run
+# with this venv's `ray` and `python`; Ray 2.5x turns token auth on for `ray start` and then needs
+# RAY_AUTH_MODE=token in `ray job submit` too, so both get it.
+CPUS ?= 4
+RAY_PORT ?= 6379
+DASHBOARD_PORT ?= 8265
+RAY_TEMP ?= /tmp/ray
+CONFIG ?= configs/arith_smoke.yaml
+RUN_DIR ?= $(CURDIR)/runs/$(basename $(notdir $(CONFIG)))
+ARGS ?=
+RAY_ENV := RAY_AUTH_MODE=token PATH="$(abspath $(BIN)):$$PATH"
+
+.PHONY: setup test test-fast demo bench build clean help cluster submit cluster-stop
 
 help:
 	@echo "make setup  - create $(VENV) and install the package with extras [$(EXTRAS)] (idempotent)"
 	@echo "make test   - setup, then run the whole test suite"
 	@echo "make demo   - setup, then run the main job on the embedded default (configs/arith_tiny.yaml)"
 	@echo "make bench  - setup, then run every benchmark (QUICK=1 for the short --quick runs)"
+	@echo "make cluster      - start a loopback Ray head with CPUS=$(CPUS) logical CPUs (this venv's ray)"
+	@echo "make submit       - ray job submit launch/iterate.py --config CONFIG=$(CONFIG) to it (ARGS=overrides)"
+	@echo "make cluster-stop - stop it"
 
 setup: $(STAMP)
 
@@ -51,6 +66,18 @@ demo: setup
 bench: setup
 	@set -e; for b in benchmarks/*.py; do \
 	  echo "== $$b"; $(BIN)/python $$b $(if $(QUICK),--quick,); done
+
+cluster: | $(STAMP)
+	$(RAY_ENV) ray start --head --node-ip-address 127.0.0.1 --port $(RAY_PORT) --num-cpus $(CPUS) \
+	  --object-store-memory 500000000 --dashboard-host 127.0.0.1 --dashboard-port $(DASHBOARD_PORT) \
+	  --temp-dir $(RAY_TEMP) --disable-usage-stats
+
+submit: | $(STAMP)
+	$(RAY_ENV) ray job submit --address http://127.0.0.1:$(DASHBOARD_PORT) --working-dir . -- \
+	  python launch/iterate.py --config $(CONFIG) --run-dir $(RUN_DIR) $(ARGS)
+
+cluster-stop:
+	$(RAY_ENV) ray stop --force
 
 clean:
 	rm -rf build cython_ext/*.so cython_ext/*.c .pytest_cache

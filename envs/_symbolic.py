@@ -17,8 +17,10 @@ and math-verify. Startup takes about a second; it happens lazily on the first sy
 Protocol: one JSON line `[gold, pred]` per request on the worker's stdin, one line `1` or `0`
 back on a private copy of its stdout (its fd 1 is pointed at stderr so stray prints cannot
 corrupt replies); after start-up it writes `ready`. One worker per process, one request at a
-time under a lock: many threads may call `verify` at once. On timeout the worker is killed,
-the call returns False and the next call starts a fresh worker. POSIX only (selectors on pipes).
+time under a lock: many threads may call `verify` at once. On timeout the worker is killed, the
+call returns False and a fresh worker is spawned at once (it imports while the caller moves on).
+A call's budget covers the lock and a restarting worker, so no call outlasts it; only the first
+start in a process waits up to STARTUP_TIMEOUT_S. POSIX only (selectors on pipes).
 """
 from __future__ import annotations
 
@@ -47,6 +49,8 @@ class _Worker:
         self._proc: subprocess.Popen | None = None
         self._sel: selectors.BaseSelector | None = None
         self._buf = b""
+        self._ready = False
+        self._started_once = False
 
     @property
     def pid(self) -> int | None:
@@ -54,25 +58,45 @@ class _Worker:
         return None if self._proc is None else self._proc.pid
 
     def verify(self, gold: str, pred: str, *, timeout_s: float) -> bool:
-        """math-verify's verdict on (gold, pred); False on timeout (the worker is then killed)."""
+        """math-verify's verdict on (gold, pred), or False once `timeout_s` has passed.
+
+        The budget covers waiting for the lock and for a restarting worker; only the very first
+        start of a process's worker (math-verify's import) is outside it. On expiry mid-request
+        the worker is killed and a replacement is spawned at once, in the background.
+        """
+        deadline = time.monotonic() + timeout_s
         request = (json.dumps([gold, pred]) + "\n").encode()
-        with self._lock:
+        if not self._lock.acquire(timeout=timeout_s):
+            return False
+        try:
             if self._proc is None or self._proc.poll() is not None:
-                self._start()
+                self._spawn()
+            if not self._ready and not self._await_ready(deadline):
+                return False
             try:
                 self._proc.stdin.write(request)
                 self._proc.stdin.flush()
-            except OSError:  # died between calls (e.g. killed from outside): one restart
-                self._start()
-                self._proc.stdin.write(request)
-                self._proc.stdin.flush()
-            reply = self._read_line(time.monotonic() + timeout_s)
+            except OSError:  # died between calls (e.g. killed from outside): respawn
+                self._spawn()
+                return False
+            reply = self._read_line(deadline)
             if reply is None:  # timeout, or the worker died mid-request
-                self._stop()
+                self._spawn()
                 return False
             return reply == b"1"
+        finally:
+            self._lock.release()
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Start the worker (if needed) and wait until it is ready."""
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._spawn()
+            if not self._ready:
+                self._await_ready(time.monotonic() + STARTUP_TIMEOUT_S)
+
+    def _spawn(self) -> None:
+        """Kill the current worker (if any) and start a new one without waiting for it."""
         self._stop()
         if not sys.executable:
             raise RuntimeError("grading: sys.executable is unset; cannot start the math-verify worker")
@@ -85,9 +109,22 @@ class _Worker:
         self._sel = selectors.DefaultSelector()
         self._sel.register(self._proc.stdout, selectors.EVENT_READ)
         self._buf = b""
-        if self._read_line(time.monotonic() + STARTUP_TIMEOUT_S) != b"ready":
-            self._stop()
-            raise RuntimeError("grading: the math-verify worker did not start (see its stderr above)")
+        self._ready = False
+
+    def _await_ready(self, deadline: float) -> bool:
+        """Wait for the worker's `ready` line: until `deadline`, or STARTUP_TIMEOUT_S on the
+        process's first start. False if it is still starting (it keeps starting); raises if it
+        died or never started."""
+        if not self._started_once:
+            deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        line = self._read_line(deadline)
+        if line == b"ready":
+            self._ready = self._started_once = True
+            return True
+        if line is None and self._proc.poll() is None and self._started_once:
+            return False  # a replacement still importing: this call is out of budget
+        self._stop()
+        raise RuntimeError("grading: the math-verify worker did not start (see its stderr above)")
 
     def _read_line(self, deadline: float) -> bytes | None:
         """The next reply line, or None at the deadline or on EOF."""
@@ -136,7 +173,8 @@ class _Worker:
                     pipe.close()
                 except OSError:
                     pass
-        self._proc, self._sel, self._buf = None, None, b""
+        self._proc, self._sel, self._buf, self._ready = None, None, b"", False
+        self._started_once = False
 
 
 _WORKER = _Worker()
@@ -150,6 +188,11 @@ def verify(gold: str, pred: str, *, timeout_s: float) -> bool:
     if timeout_s <= 0:
         return False
     return _WORKER.verify(gold, pred, timeout_s=timeout_s)
+
+
+def start() -> None:
+    """Start this process's worker now and wait for it (the first start is the slow one)."""
+    _WORKER.start()
 
 
 def worker_pid() -> int | None:
