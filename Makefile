@@ -15,8 +15,10 @@ export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER ?= 0
 export RAY_USAGE_STATS_ENABLED ?= 0
 
 # `make cluster` / `make submit` / `make cluster-stop`: a loopback Ray cluster and a job on it, run
-# with this venv's `ray` and `python`; Ray 2.5x turns token auth on for `ray start` and then needs
-# RAY_AUTH_MODE=token in `ray job submit` too, so both get it.
+# with this venv's `ray` and `python`. Token auth (Ray >= 2.5x): `ray start` turns it on when
+# ~/.ray/auth_token exists (any local `ray.init()`, e.g. `make demo`, writes one) and then every
+# client needs it too; so every command here runs with RAY_AUTH_MODE=token and the token is made
+# first (`ray get-auth-token --generate` keeps an existing one).
 CPUS ?= 4
 RAY_PORT ?= 6379
 DASHBOARD_PORT ?= 8265
@@ -68,6 +70,7 @@ bench: setup
 	  echo "== $$b"; $(BIN)/python $$b $(if $(QUICK),--quick,); done
 
 cluster: | $(STAMP)
+	$(RAY_ENV) ray get-auth-token --generate >/dev/null
 	$(RAY_ENV) ray start --head --node-ip-address 127.0.0.1 --port $(RAY_PORT) --num-cpus $(CPUS) \
 	  --object-store-memory 500000000 --dashboard-host 127.0.0.1 --dashboard-port $(DASHBOARD_PORT) \
 	  --temp-dir $(RAY_TEMP) --disable-usage-stats
