@@ -50,7 +50,7 @@ def worker_env(cfg: RayConfig, generator: GeneratorConfig | None = None) -> dict
     env = {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "TOKENIZERS_PARALLELISM": "false",
            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0"),
            "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
-    # the project's own switches (e.g. the fault-injection test hook) follow the driver
+    # the project's own REASONER_* switches and vLLM's VLLM_* settings follow the driver
     if generator is not None and generator.backend == Backend.VLLM and generator.tensor_parallel_size == 1:
         env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     env.update({k: v for k, v in os.environ.items() if k.startswith(("REASONER_", "VLLM_"))})

@@ -165,8 +165,8 @@ def test_resume_after_the_driver_is_killed(tmp_path):
 
 def test_a_dead_rollout_actor_is_restarted_and_its_chunk_redone(tmp_path):
     run, marker = tmp_path / "run", tmp_path / "killed.txt"
-    env = {**ENV, "REASONER_FAULT_INJECT": f"rollout_exit_once:{marker}"}
-    proc = subprocess.run(_iterate_cmd(run), cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    cmd = [sys.executable, "tests/support/fault_iterate.py", str(marker), *_iterate_cmd(run)[2:]]
+    proc = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert marker.exists(), "the fault was injected (a rollout worker process died)"
     _check_run(run, iterations=1, problems=8)
