@@ -8,7 +8,8 @@ duration. Every model call of every thread goes through `ModelScheduler`:
   until the model thread has run it;
 - the model thread takes the most urgent pending call (interactive greedy / sample requests
   before search calls, then arrival order) and merges into it every other pending call of the
-  same kind with equal `SamplingParams` (all pending `logprobs` calls merge), up to `max_rows`
+  same kind with equal `SamplingParams` (the seed ignored when greedy; all pending `logprobs`
+  calls merge), up to `max_rows`
   prompts; one backend call runs, the rows are split back to their callers;
 - `run(fn, *args)` runs any other model work (the learned value) on the same thread, unmerged,
   so a backend that is not thread-safe (HF, with its prefix cache) is only ever used from there.
@@ -22,6 +23,7 @@ backends' convention), so a sampled call is reproducible only with the same call
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import threading
 from concurrent.futures import Future
@@ -138,8 +140,9 @@ class ModelScheduler:
             head = self._pending.pop(0)
             group, rows = [head], head.rows
             if head.kind != "run":
+                key = _merge_key(head.params)
                 for call in list(self._pending):
-                    if (call.kind == head.kind and call.params == head.params
+                    if (call.kind == head.kind and _merge_key(call.params) == key
                             and rows + call.rows <= self.max_rows):
                         group.append(call)
                         rows += call.rows
@@ -189,6 +192,13 @@ class ModelScheduler:
             return self.inner.logprobs(args[0], args[1])
         fn, fargs, fkwargs = args
         return fn(*fargs, **fkwargs)
+
+
+def _merge_key(params: SamplingParams | None):
+    """Calls with equal keys share a backend call; greedy ignores the seed (no randomness)."""
+    if params is None or params.temperature > 0:
+        return params
+    return dataclasses.replace(params, seed=None)
 
 
 class ScheduledValue:
