@@ -6,8 +6,9 @@ duration. Every model call of every thread goes through `ModelScheduler`:
 
 - `generate(prompts, params)` and `logprobs(prompts, continuations)` enqueue a call and block
   until the model thread has run it;
-- the model thread takes the most urgent pending call (interactive greedy / sample requests
-  before search calls, then arrival order) and merges into it every other pending call of the
+- the model thread takes the oldest pending call of the more urgent class (interactive greedy /
+  sample requests before search calls, except that a search call waiting longer than
+  `max_search_wait_s` goes next, so searches progress under any greedy load) and merges into it every other pending call of the
   same kind with equal `SamplingParams` (the seed ignored when greedy; all pending `logprobs`
   calls merge), up to `max_rows`
   prompts; one backend call runs, the rows are split back to their callers;
@@ -26,6 +27,7 @@ import contextlib
 import dataclasses
 import itertools
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -49,6 +51,7 @@ class _Call:
     params: SamplingParams | None = field(compare=False)
     rows: int = field(compare=False)
     future: Future = field(compare=False, default_factory=Future)
+    enqueued: float = field(compare=False, default_factory=time.monotonic)
 
 
 class ModelScheduler:
@@ -57,11 +60,13 @@ class ModelScheduler:
     Args:
         generator: the backend `Generator` (only the model thread touches it).
         max_rows: most prompts one merged backend call takes (the engine's max batch size).
+        max_search_wait_s: a search call that has waited this long runs before interactive ones.
     """
 
-    def __init__(self, generator, *, max_rows: int = 256):
+    def __init__(self, generator, *, max_rows: int = 256, max_search_wait_s: float = 1.0):
         self.inner = generator
         self.max_rows = max_rows
+        self.max_search_wait_s = max_search_wait_s
         self.merged_calls = 0          # backend calls that served more than one caller
         self._pending: list[_Call] = []
         self._cv = threading.Condition()
@@ -137,7 +142,12 @@ class ModelScheduler:
             if self._closed:
                 return None
             self._pending.sort()
-            head = self._pending.pop(0)
+            head = self._pending[0]
+            if head.priority == INTERACTIVE:   # a search call that waited too long goes first
+                aged = next((c for c in self._pending if c.priority != INTERACTIVE
+                             and time.monotonic() - c.enqueued > self.max_search_wait_s), None)
+                head = aged or head
+            self._pending.remove(head)
             group, rows = [head], head.rows
             if head.kind != "run":
                 key = _merge_key(head.params)

@@ -86,6 +86,29 @@ def test_calls_merge_and_interactive_goes_first():
     sched.close()
 
 
+def test_a_search_call_that_waited_too_long_goes_first():
+    gen = CannedGenerator()
+    sched = ModelScheduler(gen, max_search_wait_s=0.02)
+    params = SamplingParams(max_tokens=8, temperature=0)
+
+    def interactive(prompts):
+        with sched.priority(INTERACTIVE):
+            return sched.generate(prompts, params)
+    gen.gate.clear()
+    first = _in_thread(interactive, ["i0"])
+    time.sleep(0.05)                                   # i0 runs; then a search and a greedy call wait
+    search = _in_thread(sched.generate, ["s"], SamplingParams(max_tokens=8, temperature=1.0, seed=2))
+    _wait_pending(sched, 1)
+    second = _in_thread(interactive, ["i1"])
+    _wait_pending(sched, 2)
+    time.sleep(0.05)                                   # the search call is now overdue
+    gen.gate.set()
+    for t, _ in (first, search, second):
+        t.join(10)
+    assert gen.calls == [["i0"], ["s"], ["i1"]]       # the overdue search before the newer greedy call
+    sched.close()
+
+
 def test_a_failing_merged_call_fails_only_its_caller():
     gen = CannedGenerator()
     sched = ModelScheduler(gen)
