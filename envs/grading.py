@@ -42,9 +42,10 @@ Equivalence (`grade`), cheapest first:
 
 Worst case: a call returns within `DEFAULT_TIMEOUT_S` plus the milliseconds of extraction, so
 under 3 s whatever the input (pathological expressions included: sympy is killed at the
-deadline and a replacement worker starts in the background). The one exception is the first
-symbolic call of a process, which waits for the worker to import math-verify (about a second;
-call `warm_up()` at start-up to pay it early).
+deadline and a spare worker, started while the slow request ran, takes over). Two exceptions:
+the first symbolic call of a process waits for the worker to import math-verify (about a
+second; call `warm_up()` at start-up to pay it early), and threads calling at once queue for
+the one worker before their budgets start.
 
 Safety: model text is never executed. Only math-verify's parser (LaTeX via ANTLR; sympy's
 `parse_expr` only on digit-and-operator strings) sees it, and only in the worker process, which

@@ -258,11 +258,11 @@ def test_timeout_kills_worker_and_next_call_works():
     start = time.perf_counter()
     # sympy hangs on a power tower (it tries to evaluate it); the call must give up on time
     assert grade("\\boxed{9^{9^{9^{9}}}}", "1", timeout_s=1.0) is False
-    assert time.perf_counter() - start < 1.5
+    assert time.perf_counter() - start < 3.0
     with pytest.raises(ProcessLookupError):
         os.kill(old, 0)  # killed and reaped
     replacement = _symbolic.worker_pid()
-    assert replacement not in (None, old)  # already spawned, importing in the background
+    assert replacement not in (None, old)  # the spare, started while the request ran
     # an injected tiny timeout on an ordinary case times out too
     assert grade("\\boxed{(x+2)^7}", "(2+x)^7", timeout_s=1e-4) is False
     assert grade("\\boxed{(x+1)^3}", "x^3+3x^2+3x+1", timeout_s=60)  # a fresh worker answers
@@ -313,7 +313,7 @@ def test_thin_space_separator_normalizes():
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
 def test_forked_child_gets_its_own_worker():
-    assert grade("\\boxed{2\\sqrt{2}}", "\\sqrt{8}")
+    assert grade("\\boxed{2\\sqrt{2}}", "\\sqrt{8}", timeout_s=60)  # a replacement worker may still import
     parent_worker = _symbolic.worker_pid()
     pid = os.fork()
     if pid == 0:  # child: must not talk to (or kill) the parent's worker
