@@ -3,8 +3,9 @@
 Wraps ALFWorld's own text environment: TextWorld's `PddlEnv` on a game's `game.tw-pddl` under
 ALFWorld's `AlfredDemangler` (object names such as "apple 1") and `AlfredInfos` wrappers, which
 is what `textworld.start` builds for the stack `alfworld.agents.environment.AlfredTWEnv.init_env`
-registers (Shridhar et al., ICLR 2021). Games are read from `$ALFWORLD_DATA` (or an explicit
-directory) laid out as ALFWorld expects; nothing is downloaded:
+registers (Shridhar et al., ICLR 2021). Games are read from a directory (entry points in `launch/`
+default it to `$ALFWORLD_DATA`; this module reads no environment) laid out as ALFWorld expects;
+nothing is downloaded:
 
     <data_dir>/json_2.1.1/<split>/<task_type>-<Obj>-<MRecep>-<Recep>-<scene>/<trial>/
         game.tw-pddl      # PDDL domain + problem + grammar (+ a stored walkthrough)
@@ -84,8 +85,8 @@ class ExpertKind(str, enum.Enum):
 @dataclass
 class AlfworldConfig:
     """ALFWorld episodes (the `alfworld` block of a recipe)."""
-    data_dir: str = "$ALFWORLD_DATA"
-    """Root holding json_2.1.1/<split>/...; environment variables are expanded (ALFWorld's own convention)."""
+    data_dir: str = ""
+    """Root holding json_2.1.1/<split>/... ("" = unset; launch/ entry points fill in $ALFWORLD_DATA)."""
     max_steps: int = 40
     """Agent turns per episode, invalid ones included (40 in ReAct and OREO)."""
     expert: ExpertKind = ExpertKind.NONE
@@ -115,12 +116,11 @@ class AlfworldGame:
 
 
 def resolve_data_dir(data_dir: str | os.PathLike) -> Path:
-    """Expand environment variables in `data_dir`; clear TaskError when it is unset or missing."""
-    raw = str(data_dir)
-    path = os.path.expandvars(raw)
-    if "$" in path or not path:
-        raise TaskError(f"ALFWorld data directory {raw!r} is not set: export ALFWORLD_DATA=<dir> "
-                        "(a copy lives in shared/data/alfworld) or pass data_dir explicitly")
+    """`data_dir` as a Path; clear TaskError when it is unset or not an ALFWorld data directory."""
+    path = str(data_dir)
+    if not path or "$" in path:  # environment variables are expanded in launch/, never here
+        raise TaskError(f"ALFWorld data directory {path!r} is not set: export ALFWORLD_DATA=<dir> for the "
+                        "entry points (a copy lives in shared/data/alfworld) or pass data_dir explicitly")
     p = Path(path)
     if not (p / "json_2.1.1").is_dir():
         raise TaskError(f"{p} is not an ALFWorld data directory (no json_2.1.1/ inside)")

@@ -95,11 +95,12 @@ def _write(out: Path, result, payload: dict) -> Path:
 
 def run(args) -> dict:
     from launch.evaluation import evaluate_problems, parse_method
+    from launch.config import api_key_of
     from reasoner.loading import build_generator, load_tokenizer
 
     parse_method(args.method)  # fail fast on a bad method name
     cfg, problems = _setup(args)
-    generator = build_generator(cfg.generator, args.model)
+    generator = build_generator(cfg.generator, args.model, api_key=api_key_of(cfg.generator))
     tokenizer = getattr(generator, "tokenizer", None) or load_tokenizer(args.model)
     value_fn = None
     if args.value:

@@ -69,7 +69,7 @@ def _envs_and_format(args):
         from envs.alfworld import AlfworldConfig, AlfworldEnv, ExpertKind, ReActFormat, find_games
         expert = {"expert": ExpertKind.HANDCODED, "walkthrough": ExpertKind.WALKTHROUGH}.get(args.model,
                                                                                           ExpertKind.NONE)
-        cfg = AlfworldConfig(data_dir=args.data_dir or "$ALFWORLD_DATA", expert=expert,
+        cfg = AlfworldConfig(data_dir=args.data_dir or os.environ.get("ALFWORLD_DATA", ""), expert=expert,
                              max_steps=args.max_steps or 40)
         games = find_games(cfg.data_dir, args.split, limit=args.limit)
         return [AlfworldEnv(g, cfg) for g in games], ReActFormat(), [args.seed] * len(games)

@@ -57,8 +57,12 @@ class Job:
     """The single controller: owns the loop, calls worker groups, writes the run directory."""
 
     def __init__(self, cfg, run, *, quiet: bool = False):
+        import ray
+
         from launch.actors import make_learner, make_rollout_workers
+        from launch.ray_setup import check_resources
         self.cfg, self.run, self.quiet = cfg, run, quiet
+        check_resources(cfg.workers, ray.cluster_resources())  # else Ray waits forever
         self.workers = make_rollout_workers(cfg)
         self.learner = make_learner(cfg)
         self.writer = None
@@ -219,12 +223,12 @@ class Job:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from configs.schema import Recipe
     from launch.seeding import pin_threads, seed_everything
     pin_threads()
     from launch.config import ConfigError, load_config, to_yaml
-    from launch.ray_setup import init_ray
+    from launch.ray_setup import ResourceShortfall, init_ray
     from launch.run_dir import RunDir
-    from configs.schema import Recipe
     try:
         cfg = load_config(args.config, args.overrides)
         root = args.run_dir or cfg.iterate.run_dir or str(Path("runs") / Path(args.config).stem)
@@ -245,6 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from launch.spar_job import SparJob as job_class
     try:
         job_class(cfg, run, quiet=args.quiet).run_all()
+    except ResourceShortfall as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except Exception as e:  # worker errors arrive wrapped by Ray; keep the useful line
         msg = str(e).strip().splitlines()
         print(f"error: {msg[-1] if msg else type(e).__name__}", file=sys.stderr)

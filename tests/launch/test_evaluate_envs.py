@@ -13,6 +13,7 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "alfworld"
 _NEEDS_EXTRA = "needs the envs extra (pip install -e '.[envs]')"
 
 
+@pytest.mark.slow
 def test_alfworld_walkthrough_scores_every_game(tmp_path, capsys):
     pytest.importorskip("alfworld", reason=_NEEDS_EXTRA)
     out, records = tmp_path / "r.json", tmp_path / "t.jsonl"
