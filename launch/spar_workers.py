@@ -134,8 +134,6 @@ class SparWorker:
     # ------------------------------------------------------------------ self-play
     def rollout(self, problems: list, actor_path: str, refiner_path: str, version: int) -> SparRollout:
         """Self-play over one chunk of training prompts. Split: a chunk per call; gather: concatenate."""
-        from launch.workers import _maybe_inject_fault
-        _maybe_inject_fault("rollout")
         try:
             return self._rollout(problems, actor_path, refiner_path, version)
         except Exception as e:
