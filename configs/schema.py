@@ -11,14 +11,18 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from envs.alfworld import AlfworldConfig
+from envs.alfworld_games import AlfworldTaskConfig
 from envs.tasks import TaskConfig
 from reasoner.generation import GeneratorConfig
 from reasoner.steps import StepFormat
 from reasoner.templates import PromptConfig
 from reasoner.tiny import TinyModelConfig
+from rl.learners.agent_bc import AgentBCConfig
 from rl.learners.oreo import OREOConfig
 from rl.learners.sft import SFTConfig
 from rl.learners.step_dpo import StepDPOConfig
+from search.agent import AgentConfig
 from search.mcts import MCTSConfig
 from search.pairs import PairConfig
 from search.trajectories import TrajectoryConfig
@@ -142,3 +146,11 @@ class ExperimentConfig:
     iterate: IterateConfig = field(default_factory=IterateConfig)
     workers: WorkersConfig = field(default_factory=WorkersConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    alfworld: AlfworldConfig = field(default_factory=AlfworldConfig)
+    """ALFWorld episodes (task.name = alfworld)."""
+    alfworld_task: AlfworldTaskConfig = field(default_factory=AlfworldTaskConfig)
+    """ALFWorld as a training task: train games, expert data, rollouts."""
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    """Agent turns in interactive environments."""
+    agent_bc: AgentBCConfig = field(default_factory=AgentBCConfig)
+    """Behaviour cloning / rejection-sampling fine-tuning on agent trajectories."""

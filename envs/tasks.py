@@ -24,13 +24,14 @@ class TaskName(str, enum.Enum):
     GSM8K = "gsm8k"
     MATH = "math"
     MATH500 = "math500"
+    ALFWORLD = "alfworld"   # interactive: games and episodes, not problems (launch/alfworld_job.py)
 
 
 @dataclass
 class TaskConfig:
     """Which problems to train and evaluate on (the `task` block of a recipe)."""
     name: TaskName = TaskName.ARITH
-    """arith (synthetic, embedded default), gsm8k, math or math500."""
+    """arith (synthetic, embedded default), gsm8k, math, math500 or alfworld (the alfworld_task block)."""
     train_path: str = ""
     """Local jsonl for the train split ("" = the task's default source)."""
     test_path: str = ""
@@ -69,6 +70,8 @@ def load_problems(cfg: TaskConfig, split: str, limit: int | None = None, *, offs
             raise TaskError("math500 has only a test split (train on 'math')")
         from envs.math_data import load_math500
         problems = load_math500(path=path, hf_name=hf)
+    elif name == TaskName.ALFWORLD:
+        raise TaskError("alfworld is interactive: it has games, not problems (see envs.alfworld_games)")
     else:  # pragma: no cover - Enum exhausts the cases
         raise TaskError(f"unknown task {cfg.name!r}")
     if name != TaskName.ARITH:
