@@ -12,17 +12,38 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["turn_format", "data_root", "expert_records", "build_agent_tokenizer", "main"]
+__all__ = ["FORMAT_FILE", "turn_format", "save_turn_format", "turn_format_of", "data_root", "expert_records",
+           "build_agent_tokenizer", "main"]
+
+FORMAT_FILE = "agent_format.json"
+"""Written into every ALFWorld agent checkpoint: the prompt the policy was trained with."""
 
 
 def turn_format(task_cfg):
     """The ReAct turn format of the recipe (short instruction; one-shot example only if asked)."""
     from envs.alfworld import REACT_EXAMPLE, ReActFormat
     return ReActFormat(instruction=task_cfg.instruction, example=REACT_EXAMPLE if task_cfg.react_example else "")
+
+
+def save_turn_format(checkpoint: str | Path, fmt) -> None:
+    """Record `fmt`'s prompt settings in `checkpoint/agent_format.json`."""
+    (Path(checkpoint) / FORMAT_FILE).write_text(json.dumps({"instruction": fmt.instruction,
+                                                            "example": fmt.example}, indent=2) + "\n")
+
+
+def turn_format_of(checkpoint: str | Path | None):
+    """The ReAct format a checkpoint was trained with (ReAct's default when it records none)."""
+    from envs.alfworld import ReActFormat
+    path = Path(checkpoint) / FORMAT_FILE if checkpoint else None
+    if path is None or not path.is_file():
+        return ReActFormat()
+    saved = json.loads(path.read_text())
+    return ReActFormat(instruction=saved["instruction"], example=saved["example"])
 
 
 def data_root(task_cfg) -> Path:
