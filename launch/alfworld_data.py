@@ -62,6 +62,7 @@ def expert_records(task_cfg, env_cfg, *, processes: int = 1, progress: bool = Tr
     cfg = dataclasses.replace(env_cfg, data_dir=str(root), expert=ExpertKind.WALKTHROUGH)
     cache = Path(task_cfg.cache_dir) / f"expert_{len(games)}_{task_cfg.seed}.parquet"
     return expert_trajectories([AlfworldEnv(g, cfg) for g in games], turn_format(task_cfg), cache_path=cache,
+                               parts_dir=Path(task_cfg.cache_dir) / f"expert_parts_{task_cfg.seed}",
                                processes=processes, progress=progress)
 
 

@@ -12,13 +12,16 @@ Playing is slow (ALFWorld: about 1.5 s to load a game and ~17 steps/s in one pro
 result is cached: `cache_path` (parquet) plus `cache_path.key.json` holding the env ids and the
 turn format's settings. A later call with the same envs and format reads the file instead of
 playing; any difference plays again and rewrites the cache. Games are played `batch_size` at a
-time, in `processes` worker processes (ALFWorld steps are GIL-bound, so threads do not help).
+time, in `processes` worker processes (ALFWorld steps are GIL-bound, so threads do not help), and
+every finished chunk is cached on its own (`parts_dir/<hash of its key>.parquet`), so an
+interrupted run resumes, and a longer game list that starts with the same chunks reuses them.
 """
 from __future__ import annotations
 
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
+import hashlib
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Sequence
 
@@ -36,6 +39,14 @@ def cache_key(envs: Sequence[Env], fmt: TurnFormat, cfg: AgentConfig) -> dict:
             "max_steps": [e.max_steps for e in envs][:1], "source": cfg.source}
 
 
+def _part_path(parts_dir: Path | None, chunk: Sequence[Env], fmt: TurnFormat, cfg: AgentConfig) -> Path | None:
+    """Cache file of one chunk: `<parts_dir>/<sha1 of the chunk's key>.parquet`."""
+    if parts_dir is None:
+        return None
+    digest = hashlib.sha1(json.dumps(cache_key(chunk, fmt, cfg), sort_keys=True).encode()).hexdigest()[:16]
+    return parts_dir / f"{digest}.parquet"
+
+
 def play_expert(envs: Sequence[Env], fmt: TurnFormat, cfg: AgentConfig, *, batch_size: int = 16) -> list[Trajectory]:
     """Play one expert episode per env in this process, `batch_size` envs at a time; closes the envs."""
     out: list[Trajectory] = []
@@ -49,13 +60,16 @@ def play_expert(envs: Sequence[Env], fmt: TurnFormat, cfg: AgentConfig, *, batch
 
 
 def expert_trajectories(envs: Sequence[Env], fmt: TurnFormat, *, cache_path: str | os.PathLike | None = None,
-                        batch_size: int = 16, processes: int = 1, progress: bool = True) -> list[Trajectory]:
+                        parts_dir: str | os.PathLike | None = None, batch_size: int = 16, processes: int = 1,
+                        progress: bool = True) -> list[Trajectory]:
     """Expert trajectories of `envs` (one each, in env order), read from the cache when it matches.
 
     Args:
         envs: envs whose `expert_action` is configured (not yet reset, so they pickle).
         fmt: the turn format the agent will act in.
         cache_path: parquet file to read/write (None: no cache).
+        parts_dir: where finished chunks are cached (default `<cache_path>.parts`; share one
+            directory between game lists that start alike).
         batch_size: envs played together in one process.
         processes: worker processes (1 = play here).
         progress: show a progress bar over chunks.
@@ -70,19 +84,30 @@ def expert_trajectories(envs: Sequence[Env], fmt: TurnFormat, *, cache_path: str
     if path is not None and path.exists() and key_path.exists() and json.loads(key_path.read_text()) == key:
         return read_records(path, Trajectory)
     chunks = [list(envs[i:i + batch_size]) for i in range(0, len(envs), batch_size)]
+    if parts_dir is None and path is not None:
+        parts_dir = path.with_name(path.name + ".parts")
+    parts = [_part_path(Path(parts_dir) if parts_dir else None, c, fmt, cfg) for c in chunks]
+    results: list[list[Trajectory] | None] = [read_records(p, Trajectory) if p is not None and p.exists() else None
+                                              for p in parts]
+    todo = [i for i, r in enumerate(results) if r is None]
     from tqdm.auto import tqdm
-    bar = tqdm(total=len(envs), desc="expert trajectories", unit="game", disable=not progress)
-    results: list[list[Trajectory]] = []
+    bar = tqdm(total=len(envs), initial=len(envs) - sum(len(chunks[i]) for i in todo), desc="expert trajectories",
+               unit="game", disable=not progress)
+
+    def done(i: int, trajs: list[Trajectory]) -> None:
+        results[i] = trajs
+        if parts[i] is not None:
+            write_records(parts[i], trajs)
+        bar.update(len(chunks[i]))
+
     if processes <= 1:
-        for c in chunks:
-            results.append(play_expert(c, fmt, cfg, batch_size=batch_size))
-            bar.update(len(c))
+        for i in todo:
+            done(i, play_expert(chunks[i], fmt, cfg, batch_size=batch_size))
     else:
         with ProcessPoolExecutor(max_workers=processes) as ex:
-            futures = [ex.submit(play_expert, c, fmt, cfg, batch_size=batch_size) for c in chunks]
-            for c, f in zip(chunks, futures):
-                results.append(f.result())
-                bar.update(len(c))
+            futures = {ex.submit(play_expert, chunks[i], fmt, cfg, batch_size=batch_size): i for i in todo}
+            for f in as_completed(futures):
+                done(futures[f], f.result())
     bar.close()
     trajs = [t for r in results for t in r]
     if path is not None:
