@@ -21,6 +21,7 @@ from reasoner.tiny import TinyModelConfig
 from rl.learners.agent_bc import AgentBCConfig
 from rl.learners.oreo import OREOConfig
 from rl.learners.sft import SFTConfig
+from rl.learners.trajectory_dpo import TrajectoryDPOConfig
 from rl.learners.step_dpo import StepDPOConfig
 from search.agent import AgentConfig
 from search.mcts import MCTSConfig
@@ -28,7 +29,7 @@ from search.pairs import PairConfig
 from search.trajectories import TrajectoryConfig
 from search.value_guided import BeamConfig, BestOfNConfig
 
-__all__ = ["ModelConfig", "EvalConfig", "PolicyLearner", "IterateConfig", "WorkerGroupConfig", "WorkersConfig",
+__all__ = ["ModelConfig", "EvalConfig", "PolicyLearner", "AgentLearnerKind", "IterateConfig", "WorkerGroupConfig", "WorkersConfig",
            "RayConfig", "ExperimentConfig"]
 
 
@@ -65,6 +66,13 @@ class PolicyLearner(str, enum.Enum):
     NONE = "none"
 
 
+class AgentLearnerKind(str, enum.Enum):
+    """Which learner updates an agent policy each iteration (ALFWorld job; OREO's table O2)."""
+    OREO = "oreo"
+    RFT = "rft"
+    DPO = "dpo"
+
+
 @dataclass
 class IterateConfig:
     """The collect -> learn -> evaluate loop of `launch/iterate.py` (the `iterate` block)."""
@@ -85,6 +93,10 @@ class IterateConfig:
     """Keep a problem's step pairs only if its committed answer is correct (MCTS-DPO --filter)."""
     run_dir: str = ""
     """Run directory ("" = runs/<config file stem>); rerunning with the same one resumes."""
+    agent_learner: AgentLearnerKind = AgentLearnerKind.OREO
+    """Agent tasks (alfworld): oreo (policy + value), rft (rejection sampling) or dpo (trajectory pairs)."""
+    rft_lr: float = 2e-5
+    """Agent tasks: learning rate of rejection-sampling fine-tuning (OREO's ALFWorld RFT: 2e-5)."""
 
 
 @dataclass
@@ -154,3 +166,5 @@ class ExperimentConfig:
     """Agent turns in interactive environments."""
     agent_bc: AgentBCConfig = field(default_factory=AgentBCConfig)
     """Behaviour cloning / rejection-sampling fine-tuning on agent trajectories."""
+    trajectory_dpo: TrajectoryDPOConfig = field(default_factory=TrajectoryDPOConfig)
+    """DPO on (won, lost) agent trajectories of one game (the agent DPO baseline)."""

@@ -72,7 +72,8 @@ def build_agent_tokenizer(task_cfg):
     from envs.alfworld_games import vocabulary_words
     from reasoner.tokenizer import build_word_tokenizer
     root = data_root(task_cfg)
-    games = [g for split in ("train", "valid_seen", "valid_unseen") for g in find_games(root, split)]
+    games = [g for split in ("train", "valid_seen", "valid_unseen") if (root / "json_2.1.1" / split).is_dir()
+             for g in find_games(root, split)]
     return build_word_tokenizer(vocabulary_words(games, [task_cfg.instruction]))
 
 

@@ -5,6 +5,9 @@
     ray job submit --working-dir . -- python launch/iterate.py --config configs/arith_smoke.yaml \\
         --run-dir /abs/path/runs/smoke                                          # on a running cluster
 
+With `task.name: alfworld` the loop plays ALFWorld games instead (`launch/alfworld_job.py`:
+behaviour cloning, rollouts, OREO / RFT / DPO, greedy and value-guided best-of-K evaluation).
+
 Iteration 0 is the starting policy: `model.policy`, or SFT from scratch on the synthetic task
 when it is empty; it is only evaluated. Each later iteration k:
 1. rollout: the policy workers search `iterate.problems_per_iteration` fresh training problems
@@ -231,7 +234,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     seed_everything(cfg.seed)
     ray = init_ray(cfg.ray)
     try:
-        Job(cfg, run, quiet=args.quiet).run_all()
+        from envs.tasks import TaskName
+        if TaskName(cfg.task.name) == TaskName.ALFWORLD:   # agent episodes, not problems
+            from launch.alfworld_job import AlfworldJob as job_class
+        else:
+            job_class = Job
+        job_class(cfg, run, quiet=args.quiet).run_all()
     except Exception as e:  # worker errors arrive wrapped by Ray; keep the useful line
         msg = str(e).strip().splitlines()
         print(f"error: {msg[-1] if msg else type(e).__name__}", file=sys.stderr)
