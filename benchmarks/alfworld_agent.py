@@ -59,7 +59,7 @@ def _config(args):
                  f"alfworld_task.games_per_iteration={pick(args.rollout_games, 256, 16)}",
                  f"alfworld_task.cache_dir={args.cache_dir}",
                  f"agent_bc.epochs={pick(args.bc_epochs, 2, 4)}",
-                 f"workers.rollout.count={args.workers}"]
+                 f"workers.rollout.count={args.workers}", "agent_bc.save_every=25"]
     return load_config(ROOT / "configs" / "alfworld_tiny.yaml", overrides)
 
 
@@ -99,33 +99,54 @@ def main(argv=None) -> int:
     from launch.run_dir import RunDir
     cfg = _config(args)
     work = Path(args.work_dir)
-    ray.init(num_cpus=max(2, args.workers + 1), include_dashboard=False, object_store_memory=300_000_000)
     t_start = time.perf_counter()
-    job = AlfworldJob(cfg, RunDir(work / "run"), quiet=False)
     learner = AgentLearner(cfg)
-    results: dict = {}
     bc = work / "bc"
-    if not (bc / "learner_info.json").exists():
+    if not (bc / "learner_info.json").exists():              # before Ray: BC resumes from bc/state
         print(f"BC on {cfg.alfworld_task.expert_games or 'all'} training games' walkthroughs", flush=True)
         learner.bc(str(bc), processes=args.workers)
-    results["bc"] = _evaluate(job, 0, str(bc), None, "greedy")
+    # every finished phase is kept in work/partial.json, so a rerun after a crash continues
+    partial_path = work / "partial.json"
+    partial = json.loads(partial_path.read_text()) if partial_path.exists() else {"methods": {}, "trained": {}}
+
+    def keep() -> None:
+        partial_path.write_text(json.dumps(partial, indent=2))
+
+    ray.init(num_cpus=max(2, args.workers + 1), include_dashboard=False, object_store_memory=300_000_000)
+    job = AlfworldJob(cfg, RunDir(work / "run"), quiet=False)
+    results = partial["methods"]
+    if "bc" not in results:
+        results["bc"] = _evaluate(job, 0, str(bc), None, "greedy")
+        keep()
     print("bc", results["bc"], flush=True)
 
+    from reasoner.records import Trajectory, read_records, write_records
     n_roll = cfg.alfworld_task.games_per_iteration
-    trajs, rstats = job.rollout(1, str(bc))
+    roll_path = work / "rollouts.parquet"
+    if "rollouts" not in partial:
+        trajs, partial["rollouts"] = job.rollout(1, str(bc))
+        write_records(roll_path, trajs)
+        keep()
+    trajs, rstats = read_records(roll_path, Trajectory), partial["rollouts"]
     print(f"rollouts: {rstats}", flush=True)
-    policies = {}
+    policies = partial["trained"]
     for algo in ("rft", "dpo", "oreo"):
-        learner.cfg = dataclasses.replace(cfg, iterate=dataclasses.replace(cfg.iterate, agent_learner=algo))
-        trained = learner.train(1, str(bc), str(bc), None, trajs, str(work / algo))
-        policies[algo] = trained
-        results[algo] = {**_evaluate(job, 1, trained["policy"], None, "greedy"), "no_data": trained["no_data"]}
+        if algo not in policies:
+            learner.cfg = dataclasses.replace(cfg, iterate=dataclasses.replace(cfg.iterate, agent_learner=algo))
+            policies[algo] = learner.train(1, str(bc), str(bc), None, trajs, str(work / algo))
+            keep()
+        if algo not in results:
+            results[algo] = {**_evaluate(job, 1, policies[algo]["policy"], None, "greedy"),
+                             "no_data": policies[algo]["no_data"]}
+            keep()
         print(algo, results[algo], flush=True)
-    results["oreo_best_of_k"] = _evaluate(job, 1, policies["oreo"]["policy"], policies["oreo"]["value"],
-                                          f"best_of_k@{args.k}")
+    if "oreo_best_of_k" not in results:
+        results["oreo_best_of_k"] = _evaluate(job, 1, policies["oreo"]["policy"], policies["oreo"]["value"],
+                                              f"best_of_k@{args.k}")
+        keep()
     print("oreo_best_of_k", results["oreo_best_of_k"], flush=True)
 
-    speed_games = max(2, min(8, n_roll))
+    speed_games = max(2, min(4, n_roll))
     one = _rollout_rate(job, str(bc), job.workers[:1], speed_games)
     many = _rollout_rate(job, str(bc), job.workers, speed_games)
     payload = {"methods": results,
