@@ -11,19 +11,24 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from envs.alfworld import AlfworldConfig
+from envs.alfworld_games import AlfworldTaskConfig
 from envs.nethack import AgentEnvConfig
 from envs.tasks import TaskConfig
 from reasoner.generation import GeneratorConfig
 from reasoner.steps import StepFormat
 from reasoner.templates import PromptConfig
 from reasoner.tiny import TinyModelConfig
+from rl.learners.agent_bc import AgentBCConfig
 from rl.learners.oreo import OREOConfig
 from rl.learners.sft import SFTConfig
 from rl.learners.spar import RFTConfig, SparDPOConfig
 from rl.learners.step_dpo import StepDPOConfig
+from rl.learners.trajectory_dpo import TrajectoryDPOConfig
 from rl.oni_distill import DistillConfig
 from rl.oni_labels import LabellerConfig
 from rl.oni_rewards import MessageModelConfig, ONIRewardConfig
+from search.agent import AgentConfig
 from search.evaluators import SelfEvalConfig
 from search.mcts import MCTSConfig
 from search.pairs import PairConfig
@@ -33,7 +38,8 @@ from search.trajectories import TrajectoryConfig
 from search.value_guided import BeamConfig, BestOfNConfig
 
 __all__ = ["ModelConfig", "SearchValue", "EvalConfig", "RolloutValue", "PolicyLearner", "Recipe", "SparConfig",
-           "IterateConfig", "AgentPPOConfig", "ONIJobConfig", "WorkerGroupConfig", "WorkersConfig",
+           "AgentLearnerKind", "IterateConfig", "AgentPPOConfig", "ONIJobConfig", "WorkerGroupConfig",
+           "WorkersConfig",
            "RayConfig", "ExperimentConfig"]
 
 
@@ -130,6 +136,13 @@ class SparConfig:
             raise ValueError("spar.actor_samples and spar.sft_prompts must be >= 1")
 
 
+class AgentLearnerKind(str, enum.Enum):
+    """Which learner updates an agent policy each iteration (ALFWorld job; OREO's table O2)."""
+    OREO = "oreo"
+    RFT = "rft"
+    DPO = "dpo"
+
+
 @dataclass
 class IterateConfig:
     """The collect -> learn -> evaluate loop of `launch/iterate.py` (the `iterate` block)."""
@@ -155,6 +168,10 @@ class IterateConfig:
     """Keep a problem's step pairs only if its committed answer is correct (MCTS-DPO --filter)."""
     run_dir: str = ""
     """Run directory ("" = runs/<config file stem>); rerunning with the same one resumes."""
+    agent_learner: AgentLearnerKind = AgentLearnerKind.OREO
+    """Agent tasks (alfworld): oreo (policy + value), rft (rejection sampling) or dpo (trajectory pairs)."""
+    rft_lr: float = 2e-5
+    """Agent tasks: learning rate of rejection-sampling fine-tuning (OREO's ALFWorld RFT: 2e-5)."""
 
 
 @dataclass
@@ -290,3 +307,13 @@ class ExperimentConfig:
     self_eval: SelfEvalConfig = field(default_factory=SelfEvalConfig)
     """The policy's self-evaluation prompt (rollout_value self_eval or mixture)."""
     oni: ONIJobConfig = field(default_factory=ONIJobConfig)
+    alfworld: AlfworldConfig = field(default_factory=AlfworldConfig)
+    """ALFWorld episodes (task.name = alfworld)."""
+    alfworld_task: AlfworldTaskConfig = field(default_factory=AlfworldTaskConfig)
+    """ALFWorld as a training task: train games, expert data, rollouts."""
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    """Agent turns in interactive environments."""
+    agent_bc: AgentBCConfig = field(default_factory=AgentBCConfig)
+    """Behaviour cloning / rejection-sampling fine-tuning on agent trajectories."""
+    trajectory_dpo: TrajectoryDPOConfig = field(default_factory=TrajectoryDPOConfig)
+    """DPO on (won, lost) agent trajectories of one game (the agent DPO baseline)."""

@@ -31,13 +31,15 @@ class TaskName(str, enum.Enum):
     MATH500 = "math500"
     INSTRUCT = "instruct"
     IFEVAL = "ifeval"
+    ALFWORLD = "alfworld"   # interactive: games and episodes, not problems (launch/alfworld_job.py)
 
 
 @dataclass
 class TaskConfig:
     """Which problems to train and evaluate on (the `task` block of a recipe)."""
     name: TaskName = TaskName.ARITH
-    """arith (synthetic, embedded default), gsm8k, math, math500, or instruct (embedded instruction following)."""
+    """arith (synthetic, embedded default), gsm8k, math, math500, instruct (embedded instruction following)
+    or alfworld (the alfworld_task block)."""
     train_path: str = ""
     """Local jsonl for the train split ("" = the task's default source)."""
     test_path: str = ""
@@ -80,6 +82,8 @@ def load_problems(cfg: TaskConfig, split: str, limit: int | None = None, *, offs
         problems = load_math500(path=path, hf_name=hf)
     elif name in (TaskName.INSTRUCT, TaskName.IFEVAL):
         raise TaskError(f"{name.value} prompts are not math problems: use envs.tasks.load_instruct_problems")
+    elif name == TaskName.ALFWORLD:
+        raise TaskError("alfworld is interactive: it has games, not problems (see envs.alfworld_games)")
     else:  # pragma: no cover - Enum exhausts the cases
         raise TaskError(f"unknown task {cfg.name!r}")
     if name != TaskName.ARITH:

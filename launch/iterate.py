@@ -7,6 +7,9 @@
     ray job submit --working-dir . -- python launch/iterate.py --config configs/arith_smoke.yaml \\
         --run-dir /abs/path/runs/smoke                                          # on a running cluster
 
+With `task.name: alfworld` the loop plays ALFWorld games instead (`launch/alfworld_job.py`:
+behaviour cloning, rollouts, OREO / RFT / DPO, greedy and value-guided best-of-K evaluation).
+
 Iteration 0 is the starting policy: `model.policy`, or SFT from scratch on the synthetic task
 when it is empty; it is only evaluated. Each later iteration k:
 1. rollout: the policy workers search `iterate.problems_per_iteration` fresh training problems
@@ -224,6 +227,7 @@ class Job:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from configs.schema import Recipe
+    from envs.tasks import TaskName
     from launch.seeding import pin_threads, seed_everything
     pin_threads()
     from launch.config import ConfigError, load_config, to_yaml
@@ -247,6 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from launch.oni_job import ONIJob as job_class
     elif cfg.iterate.recipe == Recipe.SPAR:
         from launch.spar_job import SparJob as job_class
+    elif TaskName(cfg.task.name) == TaskName.ALFWORLD:   # agent episodes, not problems
+        from launch.alfworld_job import AlfworldJob as job_class
     try:
         job_class(cfg, run, quiet=args.quiet).run_all()
     except ResourceShortfall as e:
