@@ -145,23 +145,25 @@ def test_greedy_request_finishes_during_a_long_mcts_request(policy):
     value = LearnedValue(ValueModel.from_policy(gen.model, tokenizer=tok).eval())
     engine = ServeEngine(gen, tok, ServeConfig(batch_wait_ms=1), value_fn=value, context_limit=gen.max_len)
     prompt = "Q: Mia has 3 coins. She buys 4 more. How many coins does she have?\nA:\n"
-    mcts = engine.make_request(prompt, max_tokens=16, search=SearchOptions(method="mcts", simulations=16,
+    mcts = engine.make_request(prompt, max_tokens=16, search=SearchOptions(method="mcts", simulations=32,
                                                                            max_steps=6))
     greedy = engine.make_request(prompt, max_tokens=32)
     expected = gen.generate([prompt], SamplingParams(max_tokens=32, temperature=0))[0][0].text
     done: dict[str, float] = {}
 
+    calls = gen.stats.calls
+
     async def go():
-        async def timed(name, req, delay):
-            await asyncio.sleep(delay)
+        async def timed(name, req, after_calls):
+            while gen.stats.calls - calls < after_calls:   # greedy arrives once the search is under way
+                await asyncio.sleep(0.005)
             res = await engine.submit(req)
             done[name] = time.perf_counter()
             return res
         try:
-            return await asyncio.gather(timed("mcts", mcts, 0.0), timed("greedy", greedy, 0.2))
+            return await asyncio.gather(timed("mcts", mcts, 0), timed("greedy", greedy, 2))
         finally:
             await engine.close()
-    calls = gen.stats.calls
     m, g = asyncio.run(go())
     assert g.choices[0].text == expected
     assert done["greedy"] < done["mcts"]                  # it did not wait for the search
