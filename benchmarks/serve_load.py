@@ -13,10 +13,18 @@ runs the default burst (200 requests, 16 concurrent, 20 serial) and stops the se
 Only loopback servers (127.0.0.1, localhost, ::1) are accepted: this is a benchmark, not a load
 generator for other people's machines.
 
+Mixed load (`--mixed`, on by default with `--quick`): `--mixed-requests` greedy requests from
+`--greedy-clients` closed-loop clients, first alone, then while `--mcts-clients` clients keep
+sending MCTS requests (`--mcts-simulations` simulations per decision, the learned value; the
+`--quick` server gets a value model built from the policy). Greedy latency percentiles with and
+without the search traffic go to `mixed` (target: greedy p99 under mixed load <= 2x alone; the
+server interleaves the searches' model calls with the greedy ones, `launch.serve_scheduler`).
+
 Writes benchmarks/results/serve_load.json with top-level keys `requests`, `errors`,
 `requests_per_s`, `p50_ms`, `p99_ms`, `serial_requests_per_s` (targets: zero errors, every
 request answered, requests_per_s > serial_requests_per_s), plus the batching gain, the server's
-batch statistics and the settings.
+batch statistics and the settings, and `mixed`: {`greedy_p50_ms_alone`, `greedy_p99_ms_alone`,
+`greedy_p50_ms_mixed`, `greedy_p99_ms_mixed`, `errors`, ...}.
 """
 from __future__ import annotations
 
@@ -136,7 +144,51 @@ def run(args, url: str) -> dict:
                     "note": "CPU only; machine shared with other jobs, so absolute rates are noisy"},
     }
     result["batching_gain"] = round(result["requests_per_s"] / max(result["serial_requests_per_s"], 1e-9), 2)
+    if args.mixed:
+        result["mixed"] = asyncio.run(_mixed(args, url, prompts[:args.mixed_requests], headers))
+        m = result["mixed"]
+        m["p99_ratio"] = round(m["greedy_p99_ms_mixed"] / max(m["greedy_p99_ms_alone"], 1e-9), 2)
     return result
+
+
+async def _closed_loop(client, url: str, bodies: list[dict], clients: int) -> list[tuple[float, int, str]]:
+    """`clients` clients, each sending its share of `bodies` one after another."""
+    async def worker(mine):
+        return [await _one(client, url, b, None) for b in mine]
+    parts = await asyncio.gather(*(worker(bodies[i::clients]) for i in range(clients)))
+    return [o for part in parts for o in part]
+
+
+async def _mixed(args, url: str, prompts: list[str], headers: dict) -> dict:
+    """Greedy latencies alone, then with MCTS clients running; errors over both phases."""
+    import httpx
+    greedy = [{"model": args.model, "prompt": p, "max_tokens": args.max_tokens} for p in prompts]
+    mcts_body = {"model": args.model, "prompt": prompts[0], "max_tokens": args.mcts_step_tokens,
+                 "search": {"method": "mcts", "simulations": args.mcts_simulations, "max_steps": args.mcts_steps}}
+    async with httpx.AsyncClient(timeout=args.timeout, headers=headers) as client:
+        alone = await _closed_loop(client, url, greedy, args.greedy_clients)
+        stop, mcts_out = asyncio.Event(), []
+
+        async def searcher(k: int):
+            await asyncio.sleep(0.05 * k)
+            while not stop.is_set():
+                mcts_out.append(await _one(client, url, {**mcts_body, "prompt": prompts[k % len(prompts)]}, None))
+        searchers = [asyncio.create_task(searcher(k)) for k in range(args.mcts_clients)]
+        await asyncio.sleep(1.0)   # the searches are under way before the greedy clients start
+        t0 = time.perf_counter()
+        mixed = await _closed_loop(client, url, greedy, args.greedy_clients)
+        mixed_wall = time.perf_counter() - t0
+        stop.set()
+        await asyncio.gather(*searchers)
+    ms = lambda out, q: round(_percentile([o[0] for o in out if o[1] == 200], q), 1)  # noqa: E731
+    return {"greedy_p50_ms_alone": ms(alone, 50), "greedy_p99_ms_alone": ms(alone, 99),
+            "greedy_p50_ms_mixed": ms(mixed, 50), "greedy_p99_ms_mixed": ms(mixed, 99),
+            "errors": sum(o[1] != 200 for o in alone + mixed + mcts_out),
+            "greedy_requests": len(greedy), "greedy_clients": args.greedy_clients,
+            "mcts_requests_done": sum(o[1] == 200 for o in mcts_out), "mcts_clients": args.mcts_clients,
+            "mcts_p50_ms": ms(mcts_out, 50), "mcts_simulations": args.mcts_simulations,
+            "mcts_max_steps": args.mcts_steps, "mcts_step_tokens": args.mcts_step_tokens,
+            "mixed_wall_seconds": round(mixed_wall, 2)}
 
 
 def _free_port() -> int:
@@ -149,9 +201,15 @@ def _free_port() -> int:
 def _own_server(args):
     """`python -m launch.serve` on the tiny policy at a free loopback port; stopped on exit."""
     import httpx
+    import tempfile
     port = _free_port()
     cmd = [sys.executable, "-m", "launch.serve", "--policy", str(args.policy), "--device", "cpu",
            "--host", "127.0.0.1", "--port", str(port), "--model-name", args.model, "--api-key", ""]
+    tmp = tempfile.TemporaryDirectory(prefix="serve_load_value")
+    if args.mixed:  # MCTS needs a value model: the policy's body with a zero head (a fresh critic)
+        from reasoner.value_model import ValueModel
+        ValueModel.from_policy(str(args.policy)).save_pretrained(tmp.name)
+        cmd += ["--value", tmp.name]
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
     url = f"http://127.0.0.1:{port}"
     try:
@@ -175,6 +233,7 @@ def _own_server(args):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        tmp.cleanup()
 
 
 def main(argv=None) -> int:
@@ -191,8 +250,18 @@ def main(argv=None) -> int:
     ap.add_argument("--method", default="greedy", help="greedy | sample | best_of_n | beam | mcts")
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--timeout", type=float, default=300.0, help="per-request timeout, seconds")
+    ap.add_argument("--mixed", action=argparse.BooleanOptionalAction, default=None,
+                    help="also run the mixed greedy + MCTS load (default: on with --quick)")
+    ap.add_argument("--mixed-requests", type=int, default=96, help="greedy requests per mixed-load phase")
+    ap.add_argument("--greedy-clients", type=int, default=4, help="closed-loop greedy clients")
+    ap.add_argument("--mcts-clients", type=int, default=2, help="closed-loop MCTS clients during the mixed phase")
+    ap.add_argument("--mcts-simulations", type=int, default=64)
+    ap.add_argument("--mcts-steps", type=int, default=8, help="max steps of an MCTS response")
+    ap.add_argument("--mcts-step-tokens", type=int, default=24, help="max tokens per MCTS step")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
+    if args.mixed is None:
+        args.mixed = args.quick
     if not 1 <= args.requests <= 10_000 or not 1 <= args.concurrency <= 256 or not 1 <= args.serial <= args.requests:
         ap.error("need 1 <= requests <= 10000, 1 <= concurrency <= 256, 1 <= serial <= requests")
     if args.quick:

@@ -3,8 +3,9 @@
 Wraps ALFWorld's own text environment: TextWorld's `PddlEnv` on a game's `game.tw-pddl` under
 ALFWorld's `AlfredDemangler` (object names such as "apple 1") and `AlfredInfos` wrappers, which
 is what `textworld.start` builds for the stack `alfworld.agents.environment.AlfredTWEnv.init_env`
-registers (Shridhar et al., ICLR 2021). Games are read from `$ALFWORLD_DATA` (or an explicit
-directory) laid out as ALFWorld expects; nothing is downloaded:
+registers (Shridhar et al., ICLR 2021). Games are read from a directory (entry points in `launch/`
+default it to `$ALFWORLD_DATA`; this module reads no environment) laid out as ALFWorld expects;
+nothing is downloaded:
 
     <data_dir>/json_2.1.1/<split>/<task_type>-<Obj>-<MRecep>-<Recep>-<scene>/<trial>/
         game.tw-pddl      # PDDL domain + problem + grammar (+ a stored walkthrough)
@@ -35,6 +36,14 @@ process at exit. So closed games hand their library copy back to a free list and
 one from there (a library copy is reloaded with the new problem on every reset anyway); a long
 evaluation holds at most as many copies as it has games open at once.
 
+Translation cache: TextWorld's `PddlState` translates the game's PDDL to the planner's SAS format
+twice (plain and optimised) every time it is built: once when a game is loaded and again on every
+reset, about 1.3 s of pure Python per build, most of a short episode's cost. The translation is a
+pure function of (domain, problem, optimise) and TextWorld only reads its result, so
+`fast_downward.pddl2sas` is memoised per process for the last `_TRANSLATIONS_KEPT` inputs
+(`_install_translation_cache`): a game's load and first reset share one translation, and replaying
+a game (several rollouts of one game) translates nothing.
+
 Threads: TextWorld parses its grammar with tatsu, which is not thread-safe (games built or
 stepped on two threads at once fail with parse errors), so every TextWorld call in a process
 holds one lock. ALFWorld steps are pure Python and GIL-bound anyway: for parallel games use
@@ -48,6 +57,7 @@ import os
 import random
 import re
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,8 +94,8 @@ class ExpertKind(str, enum.Enum):
 @dataclass
 class AlfworldConfig:
     """ALFWorld episodes (the `alfworld` block of a recipe)."""
-    data_dir: str = "$ALFWORLD_DATA"
-    """Root holding json_2.1.1/<split>/...; environment variables are expanded (ALFWorld's own convention)."""
+    data_dir: str = ""
+    """Root holding json_2.1.1/<split>/... ("" = unset; launch/ entry points fill in $ALFWORLD_DATA)."""
     max_steps: int = 40
     """Agent turns per episode, invalid ones included (40 in ReAct and OREO)."""
     expert: ExpertKind = ExpertKind.NONE
@@ -115,12 +125,11 @@ class AlfworldGame:
 
 
 def resolve_data_dir(data_dir: str | os.PathLike) -> Path:
-    """Expand environment variables in `data_dir`; clear TaskError when it is unset or missing."""
-    raw = str(data_dir)
-    path = os.path.expandvars(raw)
-    if "$" in path or not path:
-        raise TaskError(f"ALFWorld data directory {raw!r} is not set: export ALFWORLD_DATA=<dir> "
-                        "(a copy lives in shared/data/alfworld) or pass data_dir explicitly")
+    """`data_dir` as a Path; clear TaskError when it is unset or not an ALFWorld data directory."""
+    path = str(data_dir)
+    if not path or "$" in path:  # environment variables are expanded in launch/, never here
+        raise TaskError(f"ALFWorld data directory {path!r} is not set: export ALFWORLD_DATA=<dir> for the "
+                        "entry points (a copy lives in shared/data/alfworld) or pass data_dir explicitly")
     p = Path(path)
     if not (p / "json_2.1.1").is_dir():
         raise TaskError(f"{p} is not an ALFWorld data directory (no json_2.1.1/ inside)")
@@ -134,7 +143,11 @@ def find_games(data_dir: str | os.PathLike, split: Split | str, *,
     Applies the filters of ALFWorld's `AlfredTWEnv.collect_game_files`: a folder needs
     traj_data.json, its task_type must be requested, "movable"/"Sliced" folders are skipped, and
     game.tw-pddl must exist with `solvable: true`. ALFWorld walks the tree in file-system order;
-    we sort, so runs are reproducible.
+    we sort, so runs are reproducible. The train split as shipped here has no traj_data.json
+    (`envs.alfworld_games`): there the task type is read from the folder name
+    (`<task_type>-<Obj>-<MRecep>-<Recep>-<scene>`, which traj_data.json agrees with on every
+    evaluation game), so train games can be played with the walkthrough expert but not with
+    the hand-coded one.
 
     Raises:
         TaskError: the directory or split is missing, or no game passes the filters.
@@ -144,21 +157,28 @@ def find_games(data_dir: str | os.PathLike, split: Split | str, *,
     if not root.is_dir():
         raise TaskError(f"ALFWorld split {split.value!r} not found at {root}")
     games = []
-    for traj in sorted(root.glob("*/*/traj_data.json")):
-        folder = traj.parent
+    for game_file in sorted(root.glob("*/*/game.tw-pddl")):
+        folder = game_file.parent
         if "movable" in str(folder) or "Sliced" in str(folder):
             continue
-        task_type = json.loads(traj.read_text())["task_type"]
-        game_file = folder / "game.tw-pddl"
-        if task_type not in task_types or not game_file.exists():
+        traj = folder / "traj_data.json"
+        if traj.exists():
+            task_type = json.loads(traj.read_text())["task_type"]
+        elif split == Split.TRAIN:
+            task_type = folder.parent.name.split("-", 1)[0]
+        else:
+            continue
+        if task_type not in task_types:
             continue
         if not json.loads(game_file.read_text()).get("solvable", False):
             continue
         games.append(AlfworldGame(str(game_file.resolve()), split.value, task_type,
                                   f"{folder.parent.name}/{folder.name}"))
+        if limit is not None and len(games) >= limit:
+            break
     if not games:
         raise TaskError(f"no playable ALFWorld games under {root}")
-    return games[:limit] if limit is not None else games
+    return games
 
 
 def strip_banner(text: str) -> str:
@@ -190,6 +210,29 @@ class _ExpertRandom:
 _EXPERT_RANDOM = _ExpertRandom()
 _TEXTWORLD_LOCK = threading.Lock()   # tatsu (TextWorld's grammar parser) is not thread-safe
 _FREE_PLANNER_LIBS: list = []        # fast-downward library copies of closed games (module docstring)
+_TRANSLATIONS_KEPT = 16               # (domain, problem, optimise) -> (task, sas), most recent last
+_TRANSLATIONS: "OrderedDict[tuple, tuple]" = OrderedDict()
+
+
+def _install_translation_cache() -> None:
+    """Memoise `fast_downward.pddl2sas` (see "Translation cache" in the module docstring)."""
+    import fast_downward
+    if getattr(fast_downward.pddl2sas, "_memoised", False):
+        return
+    translate = fast_downward.pddl2sas
+
+    def pddl2sas(domain: str, problem: str, verbose: bool = False, optimize: bool = False):
+        key = (domain, problem, bool(optimize))
+        if key in _TRANSLATIONS:
+            _TRANSLATIONS.move_to_end(key)
+            return _TRANSLATIONS[key]
+        out = _TRANSLATIONS[key] = translate(domain, problem, verbose=verbose, optimize=optimize)
+        while len(_TRANSLATIONS) > _TRANSLATIONS_KEPT:
+            _TRANSLATIONS.popitem(last=False)
+        return out
+
+    pddl2sas._memoised = True
+    fast_downward.pddl2sas = pddl2sas
 
 
 def _start_textworld(game_file: str, infos):
@@ -203,6 +246,7 @@ def _start_textworld(game_file: str, infos):
     import textworld
     from alfworld.agents.environment.alfred_tw_env import AlfredDemangler, AlfredInfos
     from textworld.envs.pddl import PddlEnv
+    _install_translation_cache()
     pddl = PddlEnv.__new__(PddlEnv)
     textworld.core.Environment.__init__(pddl, infos)          # PddlEnv.__init__ minus load_lib()
     pddl.downward_lib = _FREE_PLANNER_LIBS.pop() if _FREE_PLANNER_LIBS else fast_downward.load_lib()

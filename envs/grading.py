@@ -4,12 +4,14 @@ Every reward in the system goes through `grade`: data labels, MCTS terminal rewa
 sec. 3.3), OREO outcome rewards R in {0, 1} (OREO eq. 1), and reported accuracy. One checker for
 all of them (algorithms.md sec. 8.6): two checkers give two accuracies on MATH (sec. 7).
 
-Extraction (`extract_answer`), first rule that matches wins; within a rule the last occurrence:
+Extraction (`extract_answer`), first rule that matches wins:
 
-1. `#### x` (GSM8K, the arith task): the rest of the line after the last `####`.
-2. `\\boxed{x}` / `\\fbox{x}` (MATH): the brace-balanced content of the last one
-   (also the brace-less form `\\boxed 5`). An unterminated last box (a cut-off response) does
-   not count; the later rules are tried.
+1-2. A final-answer marker, the LAST one in the text whichever its kind (a response that gives
+   `#### 3` and then corrects itself with `\\boxed{4}` answers 4, and vice versa):
+   `#### x` (GSM8K, the arith task): the rest of the line after it;
+   `\\boxed{x}` / `\\fbox{x}` (MATH): its brace-balanced content (also the brace-less form
+   `\\boxed 5`). An unterminated last box (a cut-off response) does not count; the last `####`
+   before it is used, else the later rules are tried.
 3. "The answer is x" / "final answer is x" / "Answer: x": the rest of the line after the last
    cue; a leading `$...$` is unwrapped, so Minerva's "The final answer is $x$. I hope it is
    correct." gives `x`.
@@ -24,18 +26,26 @@ last-number fallback); otherwise the whole string is the answer.
 Equivalence (`grade`), cheapest first:
 
 1. Numeric fast path, in process (microseconds): when both answers are plain numbers -- optional
-   sign and `$`, thousands separators in groups of three ("1,000", LaTeX "1{,}000", "10,\\!000"),
+   sign and `$`, thousands separators in groups of three ("1,000", LaTeX "1{,}000", "10,\\!000",
+   "11,\\! 111"),
    decimals, an optional `%`, trailing unit words of two or more letters ("18 dollars",
    "5\\text{ cm}"), degree marks and a trailing "." -- the verdict is final:
    * both written as integers: exact equality (so no GSM8K-sized integer is "close enough");
-   * otherwise: |pred - ref| <= 1e-4 * max(1, |ref|) (absolute 1e-4 up to |ref| = 1, relative
-     1e-4 above; MCTS-DPO uses rel 1e-4, OREO abs 1e-3);
+   * otherwise: |pred - ref| <= 1e-4 * |ref|, relative at every scale as in MCTS-DPO (OREO's
+     absolute 1e-3 would let 0.3562 match 0.35625); a zero reference needs an exact zero;
    * percent: when exactly one side carries `%`, that side may be read as x or x/100 ("25%"
      matches "25" and "0.25"); when both do, the numbers before `%` are compared.
 2. Equal normalized strings (whitespace removed): True.
 3. Symbolic path: math-verify (`verify(parse(ref), parse(pred))`, each answer wrapped in
-   `\\boxed{}`) in a persistent worker subprocess with a per-call timeout (see `envs._symbolic`);
+   `\\boxed{}`) in a persistent worker subprocess with a per-call budget (see `envs._symbolic`);
    a timeout, crash or parse failure counts as False.
+
+Worst case: a call returns within `DEFAULT_TIMEOUT_S` plus the milliseconds of extraction, so
+under 3 s whatever the input (pathological expressions included: sympy is killed at the
+deadline and a spare worker, started while the slow request ran, takes over). Two exceptions:
+the first symbolic call of a process waits for the worker to import math-verify (about a
+second; call `warm_up()` at start-up to pay it early), and threads calling at once queue for
+the one worker before their budgets start.
 
 Safety: model text is never executed. Only math-verify's parser (LaTeX via ANTLR; sympy's
 `parse_expr` only on digit-and-operator strings) sees it, and only in the worker process, which
@@ -51,15 +61,16 @@ from typing import NamedTuple
 
 from envs import _symbolic
 
-__all__ = ["grade", "extract_answer", "normalize_answer", "MAX_ANSWER_CHARS", "MAX_BRACE_DEPTH",
-           "DEFAULT_TIMEOUT_S"]
+__all__ = ["grade", "extract_answer", "normalize_answer", "warm_up", "MAX_ANSWER_CHARS",
+           "MAX_BRACE_DEPTH", "DEFAULT_TIMEOUT_S"]
 
 MAX_ANSWER_CHARS = 10_000
 """Extracted answers (prediction or reference) longer than this grade False without parsing."""
 MAX_BRACE_DEPTH = 32
 """Answers with deeper `{}` nesting grade False without parsing (MATH-500 solutions reach 4)."""
-DEFAULT_TIMEOUT_S = 5.0
-"""Per-call limit on the symbolic path; math-verify calls take 1-260 ms (environment.md sec. 5)."""
+DEFAULT_TIMEOUT_S = 2.5
+"""Per-call budget of the symbolic path (waiting for a restarting worker included); math-verify
+calls take 1-260 ms (environment.md sec. 5), so only pathological input reaches it."""
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)")
 _BARE_BOX_RE = re.compile(r"[^\s$]+")
@@ -79,6 +90,8 @@ _TEXT_RE = re.compile(r"\\(?:text|textbf|textit|mbox|mathrm)\s*\{([^{}]*)\}")
 # Layout-only LaTeX: `\!` `\,` `\;` `\:` `\left` `\right` `\displaystyle` are dropped, `\ ` and
 # `\quad` become spaces; `\\` (a row break, as in pmatrix) is matched first so it stays intact.
 _LAYOUT_RE = re.compile(r"\\\\|\\[!,;: ]|\\(?:left|right|displaystyle|q?quad)(?![A-Za-z])")
+# A TeX thousands separator `,\!` (negative thin space), with any spaces after it, between digits.
+_THIN_SEPARATOR_RE = re.compile(r"(?<=[0-9]),\s*\\!\s*(?=[0-9]{3}(?![0-9]))", re.ASCII)
 _DEGREE_RE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°")
 _DELIMS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 
@@ -122,6 +135,21 @@ def _after_hashes(text: str) -> str | None:
         return None
     line = text[i + 4:].split("\n", 1)[0]
     return _clean(line) or None
+
+
+def _last_marked(text: str) -> str | None:
+    """The answer after the last final-answer marker (`####` or `\\boxed`), or None.
+
+    A box inside the `####` line belongs to it ("#### \\boxed{5}"); a cut-off last box falls
+    back to the last `####`.
+    """
+    hashes = text.rfind("####")
+    box = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
+    if box > hashes and (hashes < 0 or "\n" in text[hashes:box]):
+        boxed = _boxed_content(text, box)
+        if boxed is not None and _clean(boxed):
+            return boxed
+    return _after_hashes(text) if hashes >= 0 else None
 
 
 def _after_cue(text: str) -> str | None:
@@ -187,7 +215,7 @@ def extract_answer(text: str, *, fallback_last_number: bool = True) -> str | Non
     """
     if not text:
         return None
-    for rule in (_after_hashes, _last_boxed, _after_cue):
+    for rule in (_last_marked, _after_cue):
         ans = rule(text)
         if ans is not None:
             ans = _clean(ans)
@@ -197,12 +225,10 @@ def extract_answer(text: str, *, fallback_last_number: bool = True) -> str | Non
 
 
 def _reference_answer(reference: str) -> str | None:
-    """A bare reference answer as is; a full solution's `####` or last `\\boxed{}` content."""
-    if "####" in reference:
-        return _after_hashes(reference)
-    if _BOX_RE.search(reference):
-        boxed = _last_boxed(reference)
-        return None if boxed is None else _clean(boxed)
+    """A bare reference answer as is; a full solution's last `####` or `\\boxed{}` content."""
+    if "####" in reference or _BOX_RE.search(reference):
+        ans = _last_marked(reference)
+        return None if ans is None else _clean(ans)
     return _clean(reference)
 
 
@@ -213,6 +239,7 @@ def _reference_answer(reference: str) -> str | None:
 def _light_normalize(ans: str) -> str:
     """Drop layout-only LaTeX (`\\left`, `\\!`, `\\,`), `$`, `dfrac`/`tfrac`, `{,}`, `\\%`."""
     ans = ans.replace("\u2212", "-").replace("{,}", ",").replace("\\%", "%")
+    ans = _THIN_SEPARATOR_RE.sub(",", ans)  # "11,\\! 111" -> "11,111"
     ans = ans.replace("\\$", "").replace("$", "")  # currency or stray math delimiters
     ans = ans.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
     ans = _LAYOUT_RE.sub(_layout_replacement, ans)
@@ -253,7 +280,7 @@ def _parse_number(ans: str) -> _Number | None:
 
 
 def _numbers_equal(pred: _Number, ref: _Number) -> bool:
-    """Exact for two integers; else |pred - ref| <= 1e-4 * max(1, |ref|); x% may mean x/100."""
+    """Exact for two integers; else |pred - ref| <= 1e-4 * |ref|; x% may mean x/100."""
     return any(_close(p, r, exact=p_int and r_int)
                for p, p_int in _readings(pred, other_percent=ref.percent)
                for r, r_int in _readings(ref, other_percent=pred.percent))
@@ -271,7 +298,7 @@ def _close(pred: Decimal, ref: Decimal, *, exact: bool) -> bool:
         return True
     if exact:
         return False
-    return abs(pred - ref) <= Decimal("1e-4") * max(Decimal(1), abs(ref))
+    return abs(pred - ref) <= Decimal("1e-4") * abs(ref)
 
 
 def normalize_answer(ans: str) -> str:
@@ -312,8 +339,9 @@ def grade(response: str, reference: str, *, fallback_last_number: bool = True,
         response: model output (any length; only the extracted answer is compared).
         reference: a bare answer or a full reference solution with `####` / `\\boxed{}`.
         fallback_last_number: see `extract_answer`.
-        timeout_s: limit for the symbolic (math-verify) check of this call; on expiry the worker
-            is killed and restarted and the call returns False. Not used by the fast paths.
+        timeout_s: budget for the symbolic (math-verify) check of this call, waiting for the
+            worker included; on expiry the worker is killed, a replacement starts in the
+            background and the call returns False. Not used by the fast paths.
 
     Returns:
         True iff the answers are equivalent under the rules in the module docstring. Never raises
@@ -334,3 +362,8 @@ def grade(response: str, reference: str, *, fallback_last_number: bool = True,
     if _brace_depth(pred_n) > MAX_BRACE_DEPTH or _brace_depth(ref_n) > MAX_BRACE_DEPTH:
         return False
     return _symbolic.verify(ref_n, pred_n, timeout_s=timeout_s)
+
+
+def warm_up() -> None:
+    """Start this process's math-verify worker now, so no later `grade` call waits for it."""
+    _symbolic.start()

@@ -32,7 +32,7 @@ import numpy as np
 
 from envs.interactive import Env, EnvError, StepResult
 
-__all__ = ["NetHackGoal", "NetHackConfig", "NetHackEnv", "decode_message", "render_text",
+__all__ = ["NetHackGoal", "NetHackConfig", "AgentEnvConfig", "NetHackEnv", "decode_message", "render_text",
            "action_names", "MenuFormat", "MENU_INSTRUCTION"]
 
 _OBS_KEYS = ("message", "blstats", "tty_chars")
@@ -68,6 +68,23 @@ class NetHackConfig:
         self.goal = NetHackGoal(self.goal)
         if self.goal != NetHackGoal.TASK and self.goal_threshold < 1:
             raise ValueError("nethack.goal_threshold must be >= 1 for score/depth goals")
+
+
+@dataclass
+class AgentEnvConfig:
+    """The env a neural RL agent trains on (`envs.nethack_rl.make_agent_env`; the `oni.env` block)."""
+    task: str = "MiniHack-Room-5x5-v0"
+    """gymnasium id of an NLE or MiniHack task."""
+    crop: int = 9
+    """Side of the glyph window centred on the agent (odd)."""
+    max_episode_steps: int = 0
+    """Episode step limit (0 = the task's own)."""
+
+    def __post_init__(self) -> None:
+        if self.crop < 1 or self.crop % 2 == 0:
+            raise ValueError("agent_env.crop must be a positive odd number")
+        if self.max_episode_steps < 0:
+            raise ValueError("agent_env.max_episode_steps must be >= 0")
 
 
 def decode_message(message: np.ndarray) -> str:

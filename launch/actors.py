@@ -9,12 +9,16 @@ import ray
 
 from configs.schema import ExperimentConfig, WorkerGroupConfig
 from launch.ray_setup import worker_env
+from launch.spar_workers import SparLearnerWorker, SparWorker
 from launch.workers import LearnerWorker, PolicyWorker
 
-__all__ = ["PolicyWorkerActor", "LearnerActor", "make_rollout_workers", "make_learner"]
+__all__ = ["PolicyWorkerActor", "LearnerActor", "SparWorkerActor", "SparLearnerActor", "make_rollout_workers",
+           "make_learner", "make_spar_workers", "make_spar_learner"]
 
 PolicyWorkerActor = ray.remote(PolicyWorker)
 LearnerActor = ray.remote(LearnerWorker)
+SparWorkerActor = ray.remote(SparWorker)
+SparLearnerActor = ray.remote(SparLearnerWorker)
 
 
 def _options(group: WorkerGroupConfig, cfg: ExperimentConfig, name: str) -> dict:
@@ -32,3 +36,14 @@ def make_rollout_workers(cfg: ExperimentConfig) -> list:
 def make_learner(cfg: ExperimentConfig):
     """The learner actor."""
     return LearnerActor.options(**_options(cfg.workers.learner, cfg, "learner")).remote(cfg, "learner")
+
+
+def make_spar_workers(cfg: ExperimentConfig) -> list:
+    """`workers.rollout.count` SPaR workers (actor + refiner generators; restartable)."""
+    g = cfg.workers.rollout
+    return [SparWorkerActor.options(**_options(g, cfg, f"spar-{i}")).remote(cfg, f"spar-{i}") for i in range(g.count)]
+
+
+def make_spar_learner(cfg: ExperimentConfig):
+    """The SPaR learner actor (actor DPO, refiner RFT)."""
+    return SparLearnerActor.options(**_options(cfg.workers.learner, cfg, "spar-learner")).remote(cfg, "spar-learner")

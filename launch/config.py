@@ -20,7 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from configs.schema import ExperimentConfig
 
-__all__ = ["ConfigError", "load_config", "dump_defaults", "to_yaml", "DEFAULTS_PATH"]
+__all__ = ["ConfigError", "load_config", "dump_defaults", "to_yaml", "api_key_of", "DEFAULTS_PATH"]
 
 DEFAULTS_PATH = Path(__file__).resolve().parent.parent / "configs" / "_generated" / "defaults.yaml"
 
@@ -84,6 +84,13 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
 def to_yaml(cfg: ExperimentConfig) -> str:
     """The full config as YAML (for run directories and the defaults dump)."""
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def api_key_of(generator) -> str | None:
+    """The openai backend's API key, from the environment variable `generator.api_key_env` names
+    (library code reads no environment; entry points pass the key in)."""
+    import os
+    return os.environ.get(generator.api_key_env) or None
 
 
 def dump_defaults(path: Path = DEFAULTS_PATH) -> str:

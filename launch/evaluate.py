@@ -4,11 +4,13 @@
     python -m launch.evaluate --model ckpt --task gsm8k --method maj@8 --out results/gsm8k.json
     python -m launch.evaluate --model ckpt --value ckpt_value --task math500 --method best_of_n@8
     python -m launch.evaluate --task alfworld --split valid_unseen --model expert   (environments)
+    python -m launch.evaluate --task ifeval --responses answers.jsonl --out ifeval.json (IFEval)
 
 Math tasks: arith (synthetic), gsm8k (vendored test split), math (needs --data or task.test_path),
 math500 (vendored). The JSON holds `accuracy`, `n`, `generated_tokens`, `wall_s` (and the method,
 model calls, config); the jsonl beside it (`<out>.responses.jsonl`) holds every prompt, response,
-extracted answer and verdict. Interactive tasks (alfworld, nethack) go to `launch.evaluate_envs`.
+extracted answer and verdict. Interactive tasks (alfworld, nethack) go to `launch.evaluate_envs`,
+IFEval (`--responses FILE` or `--model CKPT`) to `launch.evaluate_ifeval`.
 Errors (bad model path, unknown task, empty data) print one line and exit 2.
 """
 from __future__ import annotations
@@ -24,13 +26,14 @@ __all__ = ["main"]
 
 MATH_TASKS = ("arith", "gsm8k", "math", "math500")
 ENV_TASKS = ("alfworld", "nethack")
+TEXT_TASKS = ("ifeval",)
 
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m launch.evaluate", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="policy HF checkpoint directory")
-    ap.add_argument("--task", required=True, choices=MATH_TASKS + ENV_TASKS)
+    ap.add_argument("--task", required=True, choices=MATH_TASKS + ENV_TASKS + TEXT_TASKS)
     ap.add_argument("--method", default="greedy", help="greedy | maj@k | best_of_n[@n] | beam[@b] | mcts")
     ap.add_argument("--limit", type=int, default=None, help="evaluate the first N problems (arith: N generated)")
     ap.add_argument("--value", help="value-model directory (best_of_n, beam, mcts)")
@@ -92,11 +95,12 @@ def _write(out: Path, result, payload: dict) -> Path:
 
 def run(args) -> dict:
     from launch.evaluation import evaluate_problems, parse_method
+    from launch.config import api_key_of
     from reasoner.loading import build_generator, load_tokenizer
 
     parse_method(args.method)  # fail fast on a bad method name
     cfg, problems = _setup(args)
-    generator = build_generator(cfg.generator, args.model)
+    generator = build_generator(cfg.generator, args.model, api_key=api_key_of(cfg.generator))
     tokenizer = getattr(generator, "tokenizer", None) or load_tokenizer(args.model)
     value_fn = None
     if args.value:
@@ -131,6 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if pre.parse_known_args(argv)[0].task in ENV_TASKS:
         from launch import evaluate_envs
         return evaluate_envs.main(argv)
+    if pre.parse_known_args(argv)[0].task in TEXT_TASKS:
+        from launch import evaluate_ifeval
+        return evaluate_ifeval.main(argv)
     args = _parser().parse_args(argv)
     from launch.seeding import pin_threads, seed_everything
     pin_threads()

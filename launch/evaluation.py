@@ -11,6 +11,8 @@ Methods (`EvalMethod`):
 - best_of_n: n samples, value-weighted voting over final answers (needs a value function).
 - beam: value-guided step beam search (OREO section 2.7; needs a value function).
 - mcts: step-level MCTS as a test-time method.
+- best_of_k@K (interactive tasks only: `launch.evaluate_envs`, the ALFWorld job): at every env
+  step, K sampled turns, the critic's best executed (`search.agent_best_of_k`, OREO's ALFWorld search).
 The sampling-based methods call `search.value_guided`, the one implementation of each.
 """
 from __future__ import annotations
@@ -34,6 +36,7 @@ class EvalMethod(str, enum.Enum):
     BEST_OF_N = "best_of_n"
     BEAM = "beam"
     MCTS = "mcts"
+    BEST_OF_K = "best_of_k"
 
 
 def parse_method(name: str) -> tuple[EvalMethod, int | None]:
@@ -42,7 +45,8 @@ def parse_method(name: str) -> tuple[EvalMethod, int | None]:
     try:
         method = EvalMethod(base)
     except ValueError:
-        raise ValueError(f"unknown method {name!r} (greedy, maj@k, best_of_n[@n], beam[@b], mcts)") from None
+        raise ValueError(f"unknown method {name!r} (greedy, maj@k, best_of_n[@n], beam[@b], mcts, "
+                         "best_of_k[@k] for interactive tasks)") from None
     if k and not k.isdigit():
         raise ValueError(f"method {name!r}: the budget after @ must be a positive integer")
     if k and int(k) < 1:
@@ -85,6 +89,9 @@ def _responses(method: EvalMethod, budget: int | None, generator: Generator, pro
                problems: Sequence[Problem], *, temperature: float, max_tokens: int, seed: int,
                value_fn, search_cfg, step_format) -> tuple[list[str], list[int]]:
     """(response per problem, generated tokens per problem) of one method."""
+    if method == EvalMethod.BEST_OF_K:
+        raise ValueError("best_of_k chooses actions in interactive environments (--task alfworld); "
+                         "for problems use best_of_n")
     if method == EvalMethod.GREEDY:
         outs = generator.generate(prompts, SamplingParams(n=1, max_tokens=max_tokens, temperature=0.0))
         return [row[0].text for row in outs], [row[0].num_tokens for row in outs]

@@ -1,9 +1,14 @@
 """The main job: collect (MCTS) -> learn (step-DPO / OREO) -> evaluate, iterated, on Ray.
+(`iterate.recipe=oni` runs the ONI agent job instead: launch/oni_job.py, configs/oni_minihack.yaml.)
 
     python launch/iterate.py --config configs/arith_tiny.yaml                  # embedded local Ray
     python launch/iterate.py --config configs/arith_smoke.yaml iterate.iterations=2
+    python launch/iterate.py --config configs/spar_tiny.yaml                   # SPaR (iterate.recipe=spar)
     ray job submit --working-dir . -- python launch/iterate.py --config configs/arith_smoke.yaml \\
         --run-dir /abs/path/runs/smoke                                          # on a running cluster
+
+With `task.name: alfworld` the loop plays ALFWorld games instead (`launch/alfworld_job.py`:
+behaviour cloning, rollouts, OREO / RFT / DPO, greedy and value-guided best-of-K evaluation).
 
 Iteration 0 is the starting policy: `model.policy`, or SFT from scratch on the synthetic task
 when it is empty; it is only evaluated. Each later iteration k:
@@ -18,6 +23,9 @@ when it is empty; it is only evaluated. Each later iteration k:
 5. commit: the iteration's manifest is written last (`launch.run_dir`); summary.json, plots and
    TensorBoard are refreshed. Rerunning the same command after a crash resumes after the last
    committed iteration.
+
+With `iterate.recipe=spar` the same loop runs SPaR's actor/refiner self-play instead
+(`launch.spar_job`).
 """
 from __future__ import annotations
 
@@ -52,8 +60,12 @@ class Job:
     """The single controller: owns the loop, calls worker groups, writes the run directory."""
 
     def __init__(self, cfg, run, *, quiet: bool = False):
+        import ray
+
         from launch.actors import make_learner, make_rollout_workers
+        from launch.ray_setup import check_resources
         self.cfg, self.run, self.quiet = cfg, run, quiet
+        check_resources(cfg.workers, ray.cluster_resources())  # else Ray waits forever
         self.workers = make_rollout_workers(cfg)
         self.learner = make_learner(cfg)
         self.writer = None
@@ -214,10 +226,12 @@ class Job:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from configs.schema import Recipe
+    from envs.tasks import TaskName
     from launch.seeding import pin_threads, seed_everything
     pin_threads()
     from launch.config import ConfigError, load_config, to_yaml
-    from launch.ray_setup import init_ray
+    from launch.ray_setup import ResourceShortfall, init_ray
     from launch.run_dir import RunDir
     try:
         cfg = load_config(args.config, args.overrides)
@@ -232,8 +246,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"discarded uncommitted iteration(s) {removed} of {run.root}; redoing them", flush=True)
     seed_everything(cfg.seed)
     ray = init_ray(cfg.ray)
+    job_class = Job
+    if cfg.iterate.recipe == Recipe.ONI:
+        from launch.oni_job import ONIJob as job_class
+    elif cfg.iterate.recipe == Recipe.SPAR:
+        from launch.spar_job import SparJob as job_class
+    elif TaskName(cfg.task.name) == TaskName.ALFWORLD:   # agent episodes, not problems
+        from launch.alfworld_job import AlfworldJob as job_class
     try:
-        Job(cfg, run, quiet=args.quiet).run_all()
+        job_class(cfg, run, quiet=args.quiet).run_all()
+    except ResourceShortfall as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except Exception as e:  # worker errors arrive wrapped by Ray; keep the useful line
         msg = str(e).strip().splitlines()
         print(f"error: {msg[-1] if msg else type(e).__name__}", file=sys.stderr)

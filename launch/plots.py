@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["plot_summary"]
+__all__ = ["plot_summary", "plot_oni"]
 
 
 def plot_summary(summary: dict, out_dir: Path) -> list[Path]:
@@ -51,6 +51,37 @@ def _finish(plt, fig, ax, title: str, path: Path) -> Path:
     if ax.get_legend_handles_labels()[0]:
         ax.legend()
     fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_oni(summary: dict, out_dir: Path) -> Path:
+    """Write `oni_returns.png`: extrinsic and intrinsic return, and label coverage, vs env steps."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pts = [it["metrics"] for it in summary.get("iterations", []) if it.get("metrics")]
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    xs = [m["env_steps"] for m in pts]
+    ax.plot(xs, [m["extrinsic_return"] for m in pts], marker="o", label="extrinsic (env) return")
+    ax.plot(xs, [m["intrinsic_return"] for m in pts], marker="s", label="intrinsic return")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("episode return")
+    ax.set_title("Agent returns")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax2.plot(xs, [m["label_coverage"] for m in pts], marker="o", label="label coverage of trained steps")
+    ax2.plot(xs, [m["labelled_within_10s"] for m in pts], marker="s", label="messages labelled within 10 s")
+    ax2.set_xlabel("env steps")
+    ax2.set_ylim(-0.05, 1.05)
+    ax2.set_title("Labels")
+    ax2.grid(alpha=0.3)
+    ax2.legend()
+    fig.tight_layout()
+    path = out_dir / "oni_returns.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -11,10 +11,33 @@ from __future__ import annotations
 
 import os
 
-from configs.schema import RayConfig
+from configs.schema import RayConfig, WorkersConfig
 from reasoner.generation import Backend, GeneratorConfig
 
-__all__ = ["init_ray", "worker_env"]
+__all__ = ["init_ray", "worker_env", "check_resources", "ResourceShortfall"]
+
+
+class ResourceShortfall(ValueError):
+    """The cluster cannot place every actor of the `workers` block (one-line message)."""
+
+
+def check_resources(workers: WorkersConfig, cluster: dict[str, float]) -> None:
+    """Raise `ResourceShortfall` if `cluster` (`ray.cluster_resources()`) cannot hold all actors.
+
+    Ray would otherwise queue the actors that do not fit forever, and the job would hang silently
+    with idle CPUs. Totals are compared (not what is free now): a shortfall here never resolves.
+    """
+    groups = {name: getattr(workers, name) for name in ("rollout", "learner")}
+    for key, flag in (("CPU", "num_cpus"), ("GPU", "num_gpus")):
+        asks = {name: (g.count, getattr(g, flag)) for name, g in groups.items() if g.count * getattr(g, flag) > 0}
+        need = sum(n * each for n, each in asks.values())
+        have = float(cluster.get(key, 0.0))
+        if need > have + 1e-9:
+            parts = " + ".join(f"workers.{name} {n} x {each:g}" for name, (n, each) in asks.items())
+            raise ResourceShortfall(
+                f"the Ray cluster has {have:g} {key}s but the workers block asks for {need:g} ({parts}); "
+                f"start Ray with --{flag.replace('_', '-')} {need:g} or more, or lower the counts/{flag} "
+                f"in the workers block")
 
 
 def worker_env(cfg: RayConfig, generator: GeneratorConfig | None = None) -> dict[str, str]:
@@ -27,7 +50,7 @@ def worker_env(cfg: RayConfig, generator: GeneratorConfig | None = None) -> dict
     env = {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "TOKENIZERS_PARALLELISM": "false",
            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0"),
            "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
-    # the project's own switches (e.g. the fault-injection test hook) follow the driver
+    # the project's own REASONER_* switches and vLLM's VLLM_* settings follow the driver
     if generator is not None and generator.backend == Backend.VLLM and generator.tensor_parallel_size == 1:
         env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     env.update({k: v for k, v in os.environ.items() if k.startswith(("REASONER_", "VLLM_"))})

@@ -122,7 +122,9 @@ class RunDir:
         for k in self.committed():
             m = self.read_manifest(k)
             its.append({"iteration": k, "policy_version": m.get("policy_version", k), "eval": m.get("eval", {}),
-                        "train": m.get("train", {}), "rollout": m.get("rollout", {})})
+                        "train": m.get("train", {}), "rollout": m.get("rollout", {}),
+                        **({"judge": m["judge"]} if "judge" in m else {}),
+                        **({"metrics": m["metrics"]} if "metrics" in m else {})})
         return {"iterations": its}
 
     def write_summary(self) -> dict:

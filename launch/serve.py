@@ -99,13 +99,14 @@ def build_engine(opts: ServeOptions):
     from launch.config import load_config
     from launch.seeding import pin_threads, seed_everything
     from launch.serve_engine import ServeConfig, ServeEngine
+    from launch.config import api_key_of
     from reasoner.loading import build_generator, load_tokenizer
 
     pin_threads()
     exp = load_config(opts.config, opts.overrides)
     seed_everything(exp.seed)
     cfg = ServeConfig(**opts.serve)
-    generator = build_generator(exp.generator, opts.policy)
+    generator = build_generator(exp.generator, opts.policy, api_key=api_key_of(exp.generator))
     tokenizer = load_tokenizer(opts.policy)   # the engine's own copy: used on the event loop thread
     value_fn = None
     if opts.value:

@@ -1,19 +1,24 @@
-"""The batching engine behind the inference API: validated requests in, batched model calls out.
+"""The serving engine behind the inference API: validated requests in, interleaved model calls out.
 
 The server owns one policy `Generator` (and optionally one value function). Requests arrive on
 the event loop; `ServeEngine.make_request` validates them against the caps (so a bad request
 never joins a batch), `ServeEngine.submit` queues one with an asyncio future and returns when
-its batch is done. One background task collects requests for `batch_wait_ms` (or until
-`max_batch_size` choices are waiting), hands the batch to ONE worker thread, and resolves the
-futures. The generator and search code are synchronous and CPU/GPU-bound, so they never run on
-the event loop, and only ever from that one thread (HF models are not thread-safe).
+it is done. A background task collects the requests that arrive within `batch_wait_ms` (or
+until `max_batch_size` choices wait), groups them by method and budget, and starts each group
+on a worker thread at once (up to `max_concurrent_groups`), then goes back to collecting: a
+running search never stops new requests from starting (continuous batching).
 
-Inside a batch (`launch.serve_methods.run_batch`) requests are grouped by their method and
-budget: all greedy requests with the same sampling settings share one `Generator.generate`
-call, all best-of-N / beam / MCTS requests with the same budget share one batched search call
-(`search.value_guided`), so K concurrent users cost about one user's model calls (the lock-step
-batching of AlphaMath / rStar-Math, peers.md 8.2). A failing group is re-run request by request,
-so one bad request never fails the others.
+Every model call of every group goes through one `launch.serve_scheduler.ModelScheduler`: one
+model thread runs the calls, greedy / sample calls before search calls, merging pending calls
+with equal sampling settings into one backend call. So a greedy request that arrives during a
+64-simulation MCTS search waits for the search's model call in flight, not for the whole search,
+and the backend (HF models are not thread-safe) is only ever used from that one thread.
+
+Inside a group (`launch.serve_methods.run_batch`) all greedy requests with the same sampling
+settings share one `Generator.generate` call, all best-of-N / beam / MCTS requests with the same
+budget share one batched search call (`search.value_guided`), so K concurrent users cost about
+one user's model calls (the lock-step batching of AlphaMath / rStar-Math, peers.md 8.2). A
+failing group is re-run request by request, so one bad request never fails the others.
 
 Methods (the `search.method` request field):
 - greedy: temperature 0, one completion.
@@ -37,12 +42,14 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from launch.serve_scheduler import INTERACTIVE, SEARCH, ModelScheduler, ScheduledValue
 from reasoner.generation import Generator
 from reasoner.steps import StepFormat
 from reasoner.templates import PromptConfig
@@ -106,6 +113,8 @@ class ServeConfig:
     """How long the first request of a batch waits for company."""
     max_pending: int = 4096
     """Queued requests beyond which new ones get 429."""
+    max_concurrent_groups: int = 16
+    """Request groups (one method + budget each) running at once; their model calls interleave."""
     api_key_env: str = "REASONER_API_KEY"
     """Environment variable holding the API key ("" unset = no key required)."""
 
@@ -113,7 +122,8 @@ class ServeConfig:
         self.default_method = Method(self.default_method)
         ints = ("default_max_tokens", "max_tokens", "max_n", "max_prompts", "max_samples", "default_samples",
                 "max_beam_width", "default_beam_width", "max_simulations", "default_simulations", "max_steps",
-                "default_max_steps", "default_step_tokens", "max_token_budget", "max_batch_size", "max_pending")
+                "default_max_steps", "default_step_tokens", "max_token_budget", "max_batch_size", "max_pending",
+                "max_concurrent_groups")
         for name in ints:
             if getattr(self, name) < 1:
                 raise ValueError(f"serve.{name} must be >= 1, got {getattr(self, name)}")
@@ -202,7 +212,7 @@ class EngineStats:
     choices: int = 0
     failed_requests: int = 0
     largest_batch: int = 0
-    busy_seconds: float = 0.0
+    busy_seconds: float = 0.0            # summed over groups (they overlap)
 
 
 @dataclass
@@ -213,10 +223,10 @@ class _Pending:
 
 
 class ServeEngine:
-    """Validates requests and runs them in batches on one worker thread (see module docstring).
+    """Validates requests and runs their groups concurrently over one model thread (module docstring).
 
     Args:
-        generator: the policy `Generator` (used only from the worker thread).
+        generator: the policy `Generator` (used only from the scheduler's model thread).
         tokenizer: an HF tokenizer for counting prompt tokens and rendering chat messages, used on
             the event loop; pass a separate instance from the generator's (thread safety).
         cfg: caps, defaults and batching settings.
@@ -229,19 +239,22 @@ class ServeEngine:
     def __init__(self, generator: Generator, tokenizer, cfg: ServeConfig, *, value_fn: ValueFn | None = None,
                  prompt: PromptConfig | None = None, step_format: StepFormat | None = None,
                  context_limit: int = 1024):
-        self.generator = generator
+        self.backend = generator
+        self.generator = ModelScheduler(generator, max_rows=max(cfg.max_batch_size, 256))
         self.tokenizer = tokenizer
         self.cfg = cfg
-        self.value_fn = value_fn
+        self.value_fn = None if value_fn is None else ScheduledValue(value_fn, self.generator)
         self.prompt = prompt or PromptConfig()
         self.step_format = step_format or StepFormat()
         self.context_limit = context_limit
         self.stats = EngineStats()
         self._seed_counter = 0
+        self._seed_lock = threading.Lock()
         self._self_eval_ok: bool | None = None
         self._queue: asyncio.Queue[_Pending] | None = None
         self._task: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._running: set[asyncio.Task] = set()
 
     # ------------------------------------------------------------------ prompts
     def count_tokens(self, text: str) -> int:
@@ -361,9 +374,10 @@ class ServeEngine:
         return self._self_eval_ok
 
     def next_seed(self) -> int:
-        """A fresh seed for a batched call whose requests gave none (worker thread only)."""
-        self._seed_counter += 1
-        return self._seed_counter
+        """A fresh seed for a batched call whose requests gave none (thread-safe)."""
+        with self._seed_lock:
+            self._seed_counter += 1
+            return self._seed_counter
 
     # ------------------------------------------------------------------ batching
     @property
@@ -383,11 +397,14 @@ class ServeEngine:
     def _ensure_started(self) -> None:
         if self._task is None or self._task.done():
             self._queue = self._queue or asyncio.Queue()
-            self._executor = self._executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="serve-engine")
+            self._executor = self._executor or ThreadPoolExecutor(max_workers=self.cfg.max_concurrent_groups,
+                                                                  thread_name_prefix="serve-group")
             self._task = asyncio.get_running_loop().create_task(self._batch_loop())
 
     async def close(self) -> None:
-        """Stop the batch loop and the worker thread; queued requests get 503."""
+        """Stop the batch loop and the worker threads; queued and running requests get 503."""
+        for task in list(self._running):
+            task.cancel()
         if self._task is not None:
             self._task.cancel()
             try:
@@ -405,7 +422,6 @@ class ServeEngine:
             self._executor = None
 
     async def _batch_loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             batch = [await self._queue.get()]
             if self.cfg.batch_wait_ms > 0 and self._queue.qsize() + 1 < self.cfg.max_batch_size:
@@ -418,38 +434,54 @@ class ServeEngine:
             batch = [b for b in batch if not b.future.done()]   # cancelled: the client went away
             if not batch:
                 continue
-            t0 = time.perf_counter()
-            try:
-                results = await loop.run_in_executor(self._executor, self.run_batch, [b.request for b in batch])
-            except asyncio.CancelledError:
-                for b in batch:
-                    if not b.future.done():
-                        b.future.set_exception(RequestError(503, "server shutting down", type="server_error"))
-                raise
-            except Exception as e:  # run_batch catches per request; this is a last resort
-                results = [RequestError(500, f"internal error: {e!r}", type="server_error")] * len(batch)
-            self._account(batch, results, time.perf_counter() - t0)
-            for b, res in zip(batch, results):
-                if b.future.done():
-                    continue
-                if isinstance(res, Exception):
-                    b.future.set_exception(res)
-                else:
-                    b.future.set_result(res)
+            self.stats.batches += 1
+            self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+            groups: dict[MethodSpec, list[_Pending]] = {}
+            for b in batch:
+                groups.setdefault(b.request.spec, []).append(b)
+            for items in groups.values():   # start every group now; do not wait for them
+                task = asyncio.get_running_loop().create_task(self._run_group(items))
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
 
-    def _account(self, batch: list[_Pending], results: list, seconds: float) -> None:
+    async def _run_group(self, items: list[_Pending]) -> None:
+        """One group on a worker thread; resolves its futures when done."""
+        loop = asyncio.get_running_loop()
+        t0 = time.perf_counter()
+        try:
+            results = await loop.run_in_executor(self._executor, self.run_batch, [b.request for b in items])
+        except asyncio.CancelledError:
+            for b in items:
+                if not b.future.done():
+                    b.future.set_exception(RequestError(503, "server shutting down", type="server_error"))
+            raise
+        except Exception as e:  # run_batch catches per request; this is a last resort
+            results = [RequestError(500, f"internal error: {e!r}", type="server_error")] * len(items)
+        self._account(items, results, time.perf_counter() - t0)
+        for b, res in zip(items, results):
+            if b.future.done():
+                continue
+            if isinstance(res, Exception):
+                b.future.set_exception(res)
+            else:
+                b.future.set_result(res)
+
+    def _account(self, group: list[_Pending], results: list, seconds: float) -> None:
         s = self.stats
-        s.batches += 1
-        s.requests += len(batch)
-        s.choices += sum(b.request.n for b in batch)
+        s.requests += len(group)
+        s.choices += sum(b.request.n for b in group)
         s.failed_requests += sum(isinstance(r, Exception) for r in results)
-        s.largest_batch = max(s.largest_batch, len(batch))
         s.busy_seconds += seconds
 
     def run_batch(self, requests: list[ServeRequest]) -> list[ServeResult | RequestError]:
-        """Run validated requests together (synchronous; the worker thread calls it). One result each."""
+        """Run validated requests together (synchronous; a worker thread calls it). One result each.
+
+        The calling thread's model calls get interactive priority when every request is greedy or
+        sample, search priority otherwise (`launch.serve_scheduler`)."""
         from launch.serve_methods import run_batch
-        return run_batch(self, requests)
+        level = INTERACTIVE if all(r.spec.method in (Method.GREEDY, Method.SAMPLE) for r in requests) else SEARCH
+        with self.generator.priority(level):
+            return run_batch(self, requests)
 
 
 def _check_range(param: str, value: int, low: int, high: int) -> None:

@@ -23,16 +23,45 @@ __all__ = ["main", "train_sft"]
 
 
 def _build_from_scratch(cfg):
-    from envs.arith import vocabulary_words
     from envs.tasks import TaskName
     from reasoner.tiny import build_tiny_model
     from reasoner.tokenizer import build_word_tokenizer
 
-    if TaskName(cfg.task.name) != TaskName.ARITH:
-        raise ValueError("training from scratch (model.policy empty) needs task.name=arith; "
+    name = TaskName(cfg.task.name)
+    if name == TaskName.ARITH:
+        from envs.arith import vocabulary_words
+        tokenizer = build_word_tokenizer(vocabulary_words())
+    elif name == TaskName.INSTRUCT:
+        from envs.instruct import vocabulary_words
+        tokenizer = build_word_tokenizer(vocabulary_words(), extra_tokens=INSTRUCT_SYMBOLS)
+    else:
+        raise ValueError("training from scratch (model.policy empty) needs task.name=arith or instruct; "
                          "give model.policy=<checkpoint> to fine-tune on other tasks")
-    tokenizer = build_word_tokenizer(vocabulary_words())
     return build_tiny_model(cfg.model.tiny, tokenizer, seed=cfg.seed), tokenizer
+
+
+INSTRUCT_SYMBOLS = ('"', "[", "]")
+"""Symbols of the instruct task beyond the word tokenizer's own (quotes, answer delimiters)."""
+
+
+def instruct_sft_pairs(cfg, tokenizer) -> list[tuple[str, str]]:
+    """SFT mixture of the embedded instruct task (SPaR's SFT stage, actor + refiner in one model).
+
+    `spar.sft_prompts` train prompts give actor examples (prompt -> checker-accepted reference)
+    and the bootstrap judgments and minimal-edit refinements of `envs.instruct_bootstrap`, in
+    the judge / refine prompt formats of `search.refine` (the `refine` block).
+    """
+    from envs.instruct_bootstrap import bootstrap_examples
+    from envs.tasks import load_instruct_problems
+    from reasoner.templates import render_prompt
+    from search.refine import judge_prompt, refine_prompt
+
+    problems = load_instruct_problems(cfg.task, "train", cfg.spar.sft_prompts)
+    judges, refines = bootstrap_examples(problems, seed=cfg.seed)
+    pairs = [(render_prompt(p.question, cfg.prompt, tokenizer), p.reference) for p in problems]
+    pairs += [(judge_prompt(j.question, j.response, cfg.refine), j.critique) for j in judges]
+    pairs += [(refine_prompt(r.question, r.response, r.critique, cfg.refine), r.refinement) for r in refines]
+    return pairs
 
 
 def _batches(cfg, tokenizer):
@@ -41,6 +70,11 @@ def _batches(cfg, tokenizer):
     from reasoner.templates import render_prompt
 
     n_needed = cfg.sft.steps * cfg.sft.batch_size
+    if TaskName(cfg.task.name) == TaskName.INSTRUCT:
+        pairs = instruct_sft_pairs(cfg, tokenizer)
+        random.Random(cfg.seed).shuffle(pairs)
+        bsz = cfg.sft.batch_size
+        return lambda step: [pairs[(step * bsz + j) % len(pairs)] for j in range(bsz)]
     if TaskName(cfg.task.name) == TaskName.ARITH:
         problems = load_problems(cfg.task, "train", n_needed)  # fresh problems, no repeats
     else:

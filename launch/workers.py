@@ -14,7 +14,6 @@ workers never call each other. Errors name the worker and the problem ids of the
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,20 +23,7 @@ from configs.schema import ExperimentConfig, PolicyLearner
 from envs.base import Problem
 from reasoner.records import SearchTrace, StepPair, Trajectory
 
-__all__ = ["RolloutOutput", "PolicyWorker", "LearnerWorker", "FAULT_ENV"]
-
-FAULT_ENV = "REASONER_FAULT_INJECT"
-"""Test hook: "rollout_exit_once:<marker file>" makes the first rollout call of the job kill its process."""
-
-
-def _maybe_inject_fault(where: str) -> None:
-    spec = os.environ.get(FAULT_ENV, "")
-    if not spec.startswith(f"{where}_exit_once:"):
-        return
-    marker = Path(spec.split(":", 1)[1])
-    if not marker.exists():
-        marker.write_text(f"killed pid {os.getpid()} in {where}\n")
-        os._exit(17)  # a hard death, as if the process were killed
+__all__ = ["RolloutOutput", "PolicyWorker", "LearnerWorker"]
 
 
 @dataclass
@@ -64,9 +50,11 @@ class PolicyWorker:
     # ------------------------------------------------------------------ model state
     def load(self, policy_path: str, version: int, value_path: str | None = None) -> None:
         """Make the worker serve `policy_path` (version `version`) and the value at `value_path`."""
+        from launch.config import api_key_of
         from reasoner.loading import build_generator, load_tokenizer, resolve_device
         if self.generator is None:
-            self.generator = build_generator(self.cfg.generator, policy_path)
+            self.generator = build_generator(self.cfg.generator, policy_path,
+                                             api_key=api_key_of(self.cfg.generator))
             self.tokenizer = getattr(self.generator, "tokenizer", None) or load_tokenizer(policy_path)
         elif version != self.version:
             self.generator.load_weights(policy_path)
@@ -117,7 +105,6 @@ class PolicyWorker:
         Split: the driver sends one chunk of training problems per call. Gather: the driver
         concatenates the chunks' records in problem order.
         """
-        _maybe_inject_fault("rollout")
         try:
             return self._rollout(problems, policy_path, version, value_path)
         except Exception as e:

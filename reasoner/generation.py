@@ -185,7 +185,7 @@ class GeneratorConfig:
     base_url: str = ""
     """openai backend: server URL, e.g. http://127.0.0.1:8000/v1."""
     api_key_env: str = "OPENAI_API_KEY"
-    """openai backend: environment variable holding the API key."""
+    """openai backend: environment variable holding the API key (read by the entry points in launch/)."""
     seed: int = 0
     """Seed of the backend's sampling RNG."""
 

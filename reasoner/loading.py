@@ -66,8 +66,8 @@ def load_policy(path: str | os.PathLike, device: str = "auto", dtype: str = "aut
     return model.to(device).eval(), load_tokenizer(p)
 
 
-def build_generator(cfg: GeneratorConfig, model_path: str | os.PathLike) -> Generator:
-    """The `Generator` for `model_path` with the backend named in `cfg`."""
+def build_generator(cfg: GeneratorConfig, model_path: str | os.PathLike, *, api_key: str | None = None) -> Generator:
+    """The `Generator` for `model_path` with the backend named in `cfg` (`api_key`: openai backend)."""
     if cfg.backend == Backend.HF:
         from reasoner.hf_backend import HFGenerator
         model, tok = load_policy(model_path, cfg.device, cfg.dtype)
@@ -77,5 +77,5 @@ def build_generator(cfg: GeneratorConfig, model_path: str | os.PathLike) -> Gene
         return VLLMGenerator(str(_check_checkpoint(model_path)), cfg)
     if cfg.backend == Backend.OPENAI:
         from reasoner.openai_backend import OpenAIGenerator
-        return OpenAIGenerator(str(model_path), cfg)
+        return OpenAIGenerator(str(model_path), cfg, api_key=api_key)
     raise ValueError(f"unknown generator backend {cfg.backend!r}")

@@ -1,6 +1,7 @@
 """The OpenAI-compatible HTTP `Generator` backend: a policy, annotator or judge served elsewhere.
 
-Talks to `/v1/completions` of an OpenAI-compatible server (httpx, no SDK) and maps the answers onto
+Talks to `/v1/completions` of an OpenAI-compatible server through the `openai` SDK (its retries with
+backoff on connection errors, 408/409/429 and 5xx; its timeouts) and maps the answers onto
 the `Generator` contract (`reasoner.generation`), as `reasoner.vllm_backend` does for an
 in-process engine:
 
@@ -20,14 +21,13 @@ in-process engine:
 
 So a vLLM server (`python -m vllm.entrypoints.openai.api_server ...`, or `vllm serve` with the
 official package) supports the whole contract; other OpenAI-compatible servers at least need
-`return_tokens_as_token_ids` and `stop_reason`. Connection settings come from `GeneratorConfig`:
-`base_url` (e.g. http://127.0.0.1:8000/v1) and `api_key_env`, the name of the environment variable
-that holds the API key (read when the generator is built; none = no Authorization header).
-Weights are the server's business: there is no `load_weights` here.
+`return_tokens_as_token_ids` and `stop_reason`. The server URL comes from `GeneratorConfig.base_url`
+(e.g. http://127.0.0.1:8000/v1); the API key is passed in (`api_key`): entry points in `launch/`
+read it from the environment variable named by `GeneratorConfig.api_key_env`; this module reads
+no environment. Weights are the server's business: there is no `load_weights` here.
 """
 from __future__ import annotations
 
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
@@ -53,8 +53,10 @@ class OpenAIGenerator:
     """`Generator` over an OpenAI-compatible completions server (see module docstring)."""
 
     def __init__(self, model: str, cfg: GeneratorConfig | None = None, *, max_concurrency: int = 16,
-                 timeout_s: float = 600.0, api_key: str | None = None):
-        import httpx
+                 timeout_s: float = 600.0, max_retries: int = 2, api_key: str | None = None):
+        """`api_key`: the server's key (None or "" = none; a placeholder is sent, which servers
+        without a key ignore); `max_retries`: SDK retries with exponential backoff per request."""
+        import openai
         self.cfg = cfg or GeneratorConfig()
         if not self.cfg.base_url:
             raise ValueError("the openai backend needs generator.base_url, e.g. http://127.0.0.1:8000/v1")
@@ -62,10 +64,10 @@ class OpenAIGenerator:
         self.base_url = self.cfg.base_url.rstrip("/")
         # vLLM serves /tokenize next to /v1
         self.root_url = self.base_url[:-3] if self.base_url.endswith("/v1") else self.base_url
-        key = api_key if api_key is not None else os.environ.get(self.cfg.api_key_env, "")
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.max_concurrency = max_concurrency
-        self.client = httpx.Client(headers=headers, timeout=timeout_s)
+        # an explicit key always: the SDK would otherwise read OPENAI_API_KEY itself
+        self.client = openai.OpenAI(base_url=self.base_url, api_key=api_key or "EMPTY", timeout=timeout_s,
+                                    max_retries=max_retries)
         self.stats = GenerationStats()
 
     # ------------------------------------------------------------------ public API
@@ -76,7 +78,7 @@ class OpenAIGenerator:
         t0 = time.perf_counter()
         greedy = params.temperature == 0.0
         bodies = [self._body(p, params, i) for i, p in enumerate(prompts)]
-        answers = self._map(lambda b: self._post(f"{self.base_url}/completions", b), bodies)
+        answers = self._map(self._complete, bodies)
         out: list[list[Completion]] = []
         for ans in answers:
             row = [self._completion(c) for c in sorted(ans["choices"], key=lambda c: c["index"])]
@@ -100,7 +102,7 @@ class OpenAIGenerator:
         todo = [i for i, c in enumerate(c_ids) if c]
         bodies = [dict(model=self.model, prompt=p_ids[i] + c_ids[i], max_tokens=1, temperature=0.0, echo=True,
                        logprobs=1, return_tokens_as_token_ids=True) for i in todo]
-        answers = self._map(lambda b: self._post(f"{self.base_url}/completions", b), bodies)
+        answers = self._map(self._complete, bodies)
         results = [ScoredContinuation((), ()) for _ in c_ids]
         for i, ans in zip(todo, answers):
             p, c = p_ids[i], c_ids[i]
@@ -134,13 +136,29 @@ class OpenAIGenerator:
         with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(items))) as pool:
             return list(pool.map(fn, items))
 
+    def _complete(self, body: dict[str, Any]) -> dict:
+        """One `/completions` request (vLLM extensions in `extra_body`), as a plain dict."""
+        std = {k: body[k] for k in ("model", "prompt", "n", "temperature", "top_p", "max_tokens", "logprobs",
+                                    "stop", "seed", "echo") if k in body}
+        extra = {k: v for k, v in body.items() if k not in std}
+        return self._call(f"{self.base_url}/completions",
+                          lambda: self.client.completions.create(**std, extra_body=extra).model_dump())
+
     def _post(self, url: str, body: dict[str, Any]) -> dict:
-        resp = self.client.post(url, json=body)
-        if resp.status_code == 400:       # the request itself is wrong (too long, bad parameter)
-            raise ValueError(f"{url} rejected the request: {_error_message(resp)}")
-        if resp.status_code >= 300:
-            raise ServerError(f"{url} answered {resp.status_code}: {_error_message(resp)}")
-        return resp.json()
+        """A POST to a non-OpenAI route of the server (vLLM's `/tokenize`), with the SDK's retries."""
+        return self._call(url, lambda: self.client.post(url, body=body, cast_to=object))
+
+    @staticmethod
+    def _call(url: str, fn) -> dict:
+        import openai
+        try:
+            return fn()
+        except openai.BadRequestError as e:   # the request itself is wrong (too long, bad parameter)
+            raise ValueError(f"{url} rejected the request: {_error_message(e)}") from None
+        except openai.APIStatusError as e:
+            raise ServerError(f"{url} answered {e.status_code}: {_error_message(e)}") from None
+        except openai.APIConnectionError as e:
+            raise ServerError(f"{url} unreachable: {e}") from None
 
     def _body(self, prompt: str, params: SamplingParams, i: int) -> dict[str, Any]:
         greedy = params.temperature == 0.0
@@ -167,9 +185,10 @@ class OpenAIGenerator:
                           tuple(float(x) for x in lp.get("token_logprobs") or []), reason, hit)
 
 
-def _error_message(resp) -> str:
-    try:
-        err = resp.json().get("error", resp.json())
+def _error_message(e) -> str:
+    """The server's error message from an `openai.APIStatusError`."""
+    body = e.body
+    if isinstance(body, dict):
+        err = body.get("error", body)
         return str(err.get("message", err)) if isinstance(err, dict) else str(err)
-    except ValueError:
-        return resp.text[:500]
+    return str(e.message)[:500]

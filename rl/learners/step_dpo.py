@@ -103,6 +103,8 @@ class StepDPOLearner:
         cfg: `StepDPOConfig`.
     """
 
+    algo = "step_dpo"
+
     def __init__(self, policy, ref_policy, tokenizer, cfg: StepDPOConfig):
         from reasoner.loading import resolve_device, resolve_dtype
         self.cfg = cfg
@@ -160,6 +162,10 @@ class StepDPOLearner:
         self.step += 1
         return totals
 
+    def encode(self, pairs: Sequence[StepPair]) -> tuple[list, int]:
+        """Token ids of the pairs (`rl.data.encode_pairs`); returns (kept, skipped). Subclasses may re-encode."""
+        return encode_pairs(pairs, self.tokenizer, self.cfg.max_len)
+
     # ------------------------------------------------------------------ state and outputs
     def state_dict(self) -> dict:
         return {"step": self.step, "policy": training.trainable_state_dict(self.policy),
@@ -177,7 +183,7 @@ class StepDPOLearner:
         """Write `out_dir/policy` as an HF checkpoint (LoRA merged) with tokenizer and learner_info.json."""
         path = save_merged(self.policy, Path(out_dir) / "policy")
         self.tokenizer.save_pretrained(str(path))
-        info = {"algo": "step_dpo", "steps": self.step, "policy_version": self.policy_version,
+        info = {"algo": self.algo, "steps": self.step, "policy_version": self.policy_version,
                 "reward_convention": REWARD_CONVENTION, "config": asdict(self.cfg)}
         (path / "learner_info.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
         return path
@@ -197,7 +203,7 @@ class StepDPOLearner:
             raise RuntimeError("fit() runs once per learner; build a new learner for the next round")
         if not pairs:
             raise ValueError("step-DPO needs at least one StepPair")
-        self._items, skipped = encode_pairs(pairs, self.tokenizer, cfg.max_len)
+        self._items, skipped = self.encode(pairs)
         if not self._items:
             raise ValueError(f"all {len(pairs)} pairs are longer than max_len={cfg.max_len} tokens")
         self.policy_version = max(p.policy_version for p in pairs) + 1
@@ -210,8 +216,8 @@ class StepDPOLearner:
         try:
             summary = training.run_loop(
                 self, total_steps=total, state_path=out / "state" / training.STATE_FILE if out else None,
-                writer=writer, tag="step_dpo", log_every=cfg.log_every, save_every=cfg.save_every,
-                progress=progress, meta={"algo": "step_dpo", "records": len(self._items)})
+                writer=writer, tag=self.algo, log_every=cfg.log_every, save_every=cfg.save_every,
+                progress=progress, meta={"algo": self.algo, "records": len(self._items)})
         finally:
             if writer is not None:
                 writer.close()

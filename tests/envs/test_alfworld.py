@@ -61,13 +61,13 @@ def test_goal_and_banner():
 
 
 def test_data_dir_errors(monkeypatch, tmp_path):
-    monkeypatch.delenv("ALFWORLD_DATA", raising=False)
-    with pytest.raises(TaskError, match="ALFWORLD_DATA"):
-        resolve_data_dir("$ALFWORLD_DATA")
+    monkeypatch.setenv("ALFWORLD_DATA", str(DATA))
+    for unset in ("", "$ALFWORLD_DATA"):  # the library never reads the environment
+        with pytest.raises(TaskError, match="ALFWORLD_DATA"):
+            resolve_data_dir(unset)
     with pytest.raises(TaskError, match="not an ALFWorld data directory"):
         resolve_data_dir(tmp_path)
-    monkeypatch.setenv("ALFWORLD_DATA", str(DATA))
-    assert resolve_data_dir("$ALFWORLD_DATA") == DATA
+    assert resolve_data_dir(str(DATA)) == DATA
     with pytest.raises(TaskError, match="not found"):
         find_games(DATA, "valid_seen")
 

@@ -13,6 +13,7 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "alfworld"
 _NEEDS_EXTRA = "needs the envs extra (pip install -e '.[envs]')"
 
 
+@pytest.mark.slow
 def test_alfworld_walkthrough_scores_every_game(tmp_path, capsys):
     pytest.importorskip("alfworld", reason=_NEEDS_EXTRA)
     out, records = tmp_path / "r.json", tmp_path / "t.jsonl"
@@ -77,3 +78,38 @@ def test_checkpoint_model_plays_through_the_cli(tmp_path):
     assert res["model_calls"] == 2 and 0 < res["generated_tokens"] <= 2 * 2 * 4
     trajs = read_records(records, Trajectory)
     assert [t.source for t in trajs] == ["agent", "agent"] and all(len(t.step_rewards) == 2 for t in trajs)
+
+
+def test_alfworld_best_of_k_through_the_cli(tmp_path):
+    pytest.importorskip("alfworld", reason=_NEEDS_EXTRA)
+    from envs.alfworld import ReActFormat, find_games
+    from envs.alfworld_games import AGENT_INSTRUCTION, vocabulary_words
+    from launch.alfworld_data import save_turn_format
+    from reasoner.tiny import TinyModelConfig, build_tiny_model
+    from reasoner.tokenizer import build_word_tokenizer
+    from reasoner.value_model import ValueModel
+
+    tok = build_word_tokenizer(vocabulary_words(find_games(DATA, "valid_unseen"), [AGENT_INSTRUCTION]))
+    model = build_tiny_model(TinyModelConfig(hidden_size=32, num_heads=2, num_kv_heads=2, intermediate_size=64,
+                                             max_position_embeddings=1024), tok)
+    ckpt, value = tmp_path / "policy", tmp_path / "value"
+    model.save_pretrained(ckpt)
+    tok.save_pretrained(ckpt)
+    save_turn_format(ckpt, ReActFormat(instruction=AGENT_INSTRUCTION, example=""))
+    ValueModel.from_policy(model, tok).save_pretrained(value)
+    out, records = tmp_path / "b.json", tmp_path / "b.jsonl"
+    rc = main(["--task", "alfworld", "--split", "valid_unseen", "--data-dir", str(DATA), "--model", str(ckpt),
+               "--value", str(value), "--method", "best_of_k@3", "--limit", "1", "--max-steps", "2",
+               "--max-tokens", "4", "--device", "cpu", "--max-model-len", "1024", "--out", str(out),
+               "--records", str(records)])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert res["method"] == "best_of_k@3" and res["episodes"] == 1
+    # K = 3 candidates of <= 4 tokens per turn, in one generate call per turn
+    assert 0 < res["generated_tokens"] <= res["model_calls"] * 3 * 4
+    traj = read_records(records, Trajectory)[0]
+    assert traj.prompt.startswith(AGENT_INSTRUCTION + "\n\nHere is your task.\n")
+    assert main(["--task", "alfworld", "--data-dir", str(DATA), "--model", str(ckpt), "--method", "best_of_k@3",
+                 "--out", str(tmp_path / "c.json")]) == 2                       # no --value
+    assert main(["--task", "alfworld", "--data-dir", str(DATA), "--model", str(ckpt), "--method", "beam@3",
+                 "--value", str(value), "--out", str(tmp_path / "d.json")]) == 2

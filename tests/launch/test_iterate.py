@@ -64,28 +64,67 @@ def _iterate_cmd(run: Path, *overrides: str) -> list[str]:
             "--quiet", f"model.policy={POLICY}", *overrides]
 
 
-def test_ray_job_submit_on_a_loopback_cluster(tmp_path):
+def _stop_cluster(*markers: str) -> None:
+    """SIGKILL the processes of one test cluster (command line holds its temp dir or GCS address)
+    and their children; `ray stop` would also stop every other Ray cluster on the machine."""
+    procs = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                cmd = Path(f"/proc/{d}/cmdline").read_bytes().decode(errors="replace")
+                ppid = int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            procs[int(d)] = (cmd, ppid)
+    found = {p for p, (cmd, _) in procs.items() if any(m in cmd for m in markers)} - {os.getpid()}
+    todo = list(found)
+    while todo:
+        parent = todo.pop()
+        for p, (_, ppid) in procs.items():
+            if ppid == parent and p not in found:
+                found.add(p)
+                todo.append(p)
+    for p in found:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_readme_cluster_commands_and_a_too_small_cluster(tmp_path):
+    """The README's cluster commands (`make cluster`, `make submit`), as a new user runs them: the
+    venv's `ray`/`python`, RAY_AUTH_MODE=token for both, a fresh HOME (no token yet). A 2-CPU
+    cluster cannot hold the smoke recipe's 3 actors: the job stops at once with one line; with
+    one rollout worker it runs to the end."""
     port, dash = _free_port(), _free_port()
-    start = [str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
-             "--num-cpus", "4", "--object-store-memory", str(200 * 2**20), "--include-dashboard", "true",
-             "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--disable-usage-stats",
-             "--temp-dir", tempfile.mkdtemp(prefix="ray", dir="/tmp")]  # short: unix socket paths are capped
-    started = subprocess.run(start, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
-    assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
-    assert "127.0.0.1" in started.stdout and "192." not in started.stdout  # loopback only
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: unix socket paths are capped
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in ENV.items() if not k.startswith("RAY_AUTH")}
+    env.update(HOME=str(home), MPLCONFIGDIR=str(tmp_path / "mpl"))
+    make = ["make", "-s", f"VENV={BIN.parent}", f"RAY_PORT={port}", f"DASHBOARD_PORT={dash}", f"RAY_TEMP={temp}"]
+    started = subprocess.run([*make, "cluster", "CPUS=2"], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=180)
     try:
+        assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
+        assert (home / ".ray" / "auth_token").exists()  # token auth is on, with a token
+        assert "192." not in started.stdout  # loopback only
         run = tmp_path / "run"
-        submit = [str(BIN / "ray"), "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--working-dir", ".",
-                  "--", sys.executable, "launch/iterate.py", "--config", "configs/arith_smoke.yaml",
-                  "--run-dir", str(run), "--quiet"]
-        proc = subprocess.run(submit, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=400)
+        short = subprocess.run([*make, "submit", "CONFIG=configs/arith_smoke.yaml", f"RUN_DIR={tmp_path / 'short'}"],
+                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert short.returncode != 0
+        assert ("error: the Ray cluster has 2 CPUs but the workers block asks for 3 "
+                "(workers.rollout 2 x 1 + workers.learner 1 x 1)") in short.stdout + short.stderr
+        proc = subprocess.run([*make, "submit", "CONFIG=configs/arith_smoke.yaml", f"RUN_DIR={run}",
+                               "ARGS=--quiet workers.rollout.count=1"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=500)
         assert proc.returncode == 0 and "succeeded" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
         assert "iteration" in proc.stdout  # the final table came back through the job logs
         summary = _check_run(run, iterations=1, problems=8)
         assert summary["iterations"][0]["eval"]["greedy"]["n"] == 16
         assert (run / "checkpoints" / "sft" / "model.safetensors").exists()  # SFT from scratch ran in the job
     finally:
-        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=ENV, capture_output=True, timeout=120)
+        _stop_cluster(temp, f"127.0.0.1:{port}")
 
 
 def _digest(path: Path) -> str:
@@ -126,8 +165,8 @@ def test_resume_after_the_driver_is_killed(tmp_path):
 
 def test_a_dead_rollout_actor_is_restarted_and_its_chunk_redone(tmp_path):
     run, marker = tmp_path / "run", tmp_path / "killed.txt"
-    env = {**ENV, "REASONER_FAULT_INJECT": f"rollout_exit_once:{marker}"}
-    proc = subprocess.run(_iterate_cmd(run), cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    cmd = [sys.executable, "tests/support/fault_iterate.py", str(marker), *_iterate_cmd(run)[2:]]
+    proc = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert marker.exists(), "the fault was injected (a rollout worker process died)"
     _check_run(run, iterations=1, problems=8)

@@ -276,6 +276,7 @@ def test_concurrent_burst_is_batched_without_errors(server):
 
 
 # ---------------------------------------------------------------------------------- entry point
+@pytest.mark.slow
 def test_cli_serves_and_stops(trained_policy_dir, tmp_path):
     import os
     import subprocess

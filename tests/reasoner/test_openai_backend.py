@@ -41,6 +41,63 @@ def test_servers_without_vllm_extensions_get_a_named_error(monkeypatch):
     gen.close()
 
 
+def test_sdk_retries_a_failing_server_then_succeeds():
+    """503 twice, then an answer: the SDK's retries hide the failures; a 400 is a ValueError at once."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from reasoner.openai_backend import OpenAIGenerator, ServerError
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as real servers do
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append((self.headers.get("Authorization"), body))
+            if body["prompt"] == "bad":
+                code, reply = 400, {"error": {"message": "prompt too long", "type": "BadRequestError"}}
+            elif len(seen) <= 2:
+                code, reply = 503, {"error": {"message": "busy"}}
+            else:
+                code, reply = 200, {"id": "x", "object": "text_completion", "created": 0, "model": "m",
+                                    "choices": [{"index": 0, "text": " 4", "finish_reason": "stop", "stop_reason": "\n",
+                                                 "logprobs": {"tokens": ["token_id:7"], "token_logprobs": [-0.5],
+                                                              "text_offset": [0], "top_logprobs": None}}],
+                                    "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}
+            data = json.dumps(reply).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("retry-after-ms", "10")
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+        gen = OpenAIGenerator("m", GeneratorConfig(base_url=base), api_key="k", max_retries=2)
+        [[c]] = gen.generate(["Q"], SamplingParams(max_tokens=4, stop=("\n",), seed=3))
+        assert (c.text, c.token_ids, c.logprobs, c.finish_reason, c.stop_reason) == (
+            " 4", (7,), (-0.5,), FinishReason.STOP, "\n")
+        assert len(seen) == 3 and seen[-1][0] == "Bearer k"
+        assert seen[-1][1]["return_tokens_as_token_ids"] is True and seen[-1][1]["seed"] == 3
+        with pytest.raises(ValueError, match="rejected the request: prompt too long"):
+            gen.generate(["bad"], SamplingParams(max_tokens=4))
+        assert len(seen) == 4  # no retry of a 400
+        gen.close()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    down = OpenAIGenerator("m", GeneratorConfig(base_url=base), max_retries=0, timeout_s=10)
+    with pytest.raises(ServerError, match="unreachable"):
+        down.generate(["Q"], SamplingParams(max_tokens=4))
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -83,10 +140,7 @@ def server(vllm_in_process, trained_policy_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def client(server):
     from reasoner.openai_backend import OpenAIGenerator
-    mp = pytest.MonkeyPatch()
-    mp.setenv(API_KEY_ENV, "sesame")
-    g = OpenAIGenerator("tiny", GeneratorConfig(base_url=server, api_key_env=API_KEY_ENV))
-    mp.undo()
+    g = OpenAIGenerator("tiny", GeneratorConfig(base_url=server), api_key="sesame")
     yield g
     g.close()
 
@@ -143,7 +197,7 @@ def test_server_rejections(client, server):
         client.generate(["Q:" + " Ben" * 600], SamplingParams(max_tokens=4))
     with pytest.raises(TypeError):
         client.generate("Q: a bare string", SamplingParams())
-    no_key = OpenAIGenerator("tiny", GeneratorConfig(base_url=server, api_key_env="REASONER_TEST_UNSET_KEY"))
+    no_key = OpenAIGenerator("tiny", GeneratorConfig(base_url=server), max_retries=0)
     with pytest.raises(ServerError, match="401"):
         no_key.generate(["Q: 1\nA:\n"], SamplingParams(max_tokens=2))
     no_key.close()
@@ -151,11 +205,14 @@ def test_server_rejections(client, server):
 
 @pytest.mark.vllm
 def test_build_generator_dispatches_to_openai(server, client, prompts, monkeypatch):
+    """The key travels from the environment variable the config names, read in launch/."""
+    from launch.config import api_key_of
     from reasoner.generation import Backend
     from reasoner.loading import build_generator
     from reasoner.openai_backend import OpenAIGenerator
     monkeypatch.setenv(API_KEY_ENV, "sesame")
-    g = build_generator(GeneratorConfig(backend=Backend.OPENAI, base_url=server, api_key_env=API_KEY_ENV), "tiny")
+    cfg = GeneratorConfig(backend=Backend.OPENAI, base_url=server, api_key_env=API_KEY_ENV)
+    g = build_generator(cfg, "tiny", api_key=api_key_of(cfg))
     assert isinstance(g, OpenAIGenerator)
     params = SamplingParams(n=2, max_tokens=16, temperature=1.0, seed=1)
     assert g.generate(prompts[:3], params) == client.generate(prompts[:3], params)

@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_learner_modules_import_without_trl_peft_ray_omegaconf():
     code = ("import sys; import rl.losses, rl.data, rl.training, rl.learners.step_dpo, rl.learners.oreo, "
             "reasoner.value_model, reasoner.lora, launch.train; "
@@ -19,6 +22,7 @@ def test_learner_modules_import_without_trl_peft_ray_omegaconf():
     assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_learners_benchmark_imports_without_ray_omegaconf_trl():
     """benchmarks/learners.py (--device cuda on a bare GPU machine): every module it imports, at the top or
     inside a function (read from its source), loads without TRL, peft, Ray or OmegaConf."""

@@ -30,6 +30,7 @@ def _args(algo, data_path, policy, out, *extra):
             "--batch-size", "2", "--grad-accum", "1", "--lr", "1e-3", "--device", "cpu", "--quiet", *extra]
 
 
+@pytest.mark.slow
 def test_cli_subprocess_oreo_then_rerun_resumes(data, checkpoint, tmp_path, capsys):
     out = tmp_path / "oreo"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
