@@ -1,6 +1,7 @@
 """Load test of the inference API: a bounded concurrent burst vs one-at-a-time requests (loopback only).
 
-    python benchmarks/serve_load.py --quick                    # starts its own server on the tiny policy
+    python benchmarks/serve_load.py --quick                    # starts its own server on the tiny policy (temp output)
+    python benchmarks/serve_load.py --quick --out benchmarks/results/serve_load.json   # how the committed file was made
     python benchmarks/serve_load.py --url http://127.0.0.1:8000 --requests 200 --concurrency 16
 
 Sends `--requests` completions (held-out arithmetic questions in the plain template, greedy by
@@ -45,6 +46,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results" / "serve_load.json"
+from benchmarks.results_path import results_path  # noqa: E402
 DEFAULT_MODEL = ROOT / "tests" / "data" / "tiny_arith_policy"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -258,7 +260,8 @@ def main(argv=None) -> int:
     ap.add_argument("--mcts-simulations", type=int, default=64)
     ap.add_argument("--mcts-steps", type=int, default=8, help="max steps of an MCTS response")
     ap.add_argument("--mcts-step-tokens", type=int, default=24, help="max tokens per MCTS step")
-    ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--out", default=None,
+                    help="JSON output (default: results/serve_load.json; --quick: a temp file)")
     args = ap.parse_args(argv)
     if args.mixed is None:
         args.mixed = args.quick
@@ -273,8 +276,9 @@ def main(argv=None) -> int:
         if urlparse(args.url).hostname not in LOOPBACK:
             ap.error(f"only loopback servers are allowed ({sorted(LOOPBACK)}), got {args.url}")
         result = run(args, args.url.rstrip("/"))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    out = results_path("serve_load", quick=args.quick, out=args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
     keys = ("requests", "errors", "requests_per_s", "p50_ms", "p99_ms", "serial_requests_per_s", "batching_gain")
     print(json.dumps({k: result[k] for k in keys}))
     return 0 if result["errors"] == 0 else 1
