@@ -25,7 +25,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from envs.base import Problem, TaskError
+from envs.base import Problem, TaskError, take_distinct
 
 __all__ = ["ArithConfig", "make_problem", "iter_problems", "load_arith", "split_of", "vocabulary_words",
            "NAMES", "ITEMS"]
@@ -169,18 +169,8 @@ def load_arith(split: str, n: int, cfg: ArithConfig | None = None, seed: int = 0
     cfg = cfg or ArithConfig()
     if n < 0:
         raise TaskError(f"arith: n must be >= 0, got {n}")
-    out, seen = [], set()
-    stream = iter_problems(split, cfg, seed)
-    tries = 0
-    while len(out) < n:
-        p = next(stream)
-        tries += 1
-        if p.id not in seen:
-            seen.add(p.id)
-            out.append(p)
-        elif tries > 200 * (n + 10):
-            raise TaskError(f"arith: cannot draw {n} distinct {split} problems with this config")
-    return out
+    return take_distinct(iter_problems(split, cfg, seed), n,
+                         f"arith: cannot draw {n} distinct {split} problems with this config")
 
 
 def vocabulary_words() -> list[str]:

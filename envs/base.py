@@ -9,8 +9,9 @@ This package stands alone: it imports nothing from search, rl, reasoner or launc
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterator, TypeVar
 
-__all__ = ["Problem", "TaskError"]
+__all__ = ["Problem", "TaskError", "take_distinct"]
 
 
 class TaskError(ValueError):
@@ -38,3 +39,25 @@ class Problem:
 
     def meta_dict(self) -> dict[str, str]:
         return dict(self.meta)
+
+
+_P = TypeVar("_P")
+
+
+def take_distinct(stream: Iterator[_P], n: int, error: str) -> list[_P]:
+    """The first `n` items of `stream` with distinct `.id`, in stream order.
+
+    Raises:
+        TaskError(error): after 200 * (n + 10) draws without reaching `n` (the generator's
+            space is too small for the request).
+    """
+    out, seen, tries = [], set(), 0
+    while len(out) < n:
+        p = next(stream)
+        tries += 1
+        if p.id not in seen:
+            seen.add(p.id)
+            out.append(p)
+        elif tries > 200 * (n + 10):
+            raise TaskError(error)
+    return out

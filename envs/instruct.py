@@ -33,7 +33,7 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import Iterator
 
-from envs.base import TaskError
+from envs.base import TaskError, take_distinct
 from envs.ifeval import IFEvalPrompt, check_strict
 
 __all__ = ["InstructConfig", "Constraint", "Draft", "InstructProblem", "make_problem", "render",
@@ -283,17 +283,7 @@ def load_instruct(split: str, n: int, cfg: InstructConfig | None = None, seed: i
     cfg = cfg or InstructConfig()
     if n < 0:
         raise TaskError(f"instruct: n must be >= 0, got {n}")
-    out, seen, tries = [], set(), 0
-    stream = iter_problems(split, cfg, seed)
-    while len(out) < n:
-        p = next(stream)
-        tries += 1
-        if p.id not in seen:
-            seen.add(p.id)
-            out.append(p)
-        elif tries > 200 * (n + 10):
-            raise TaskError(f"instruct: cannot draw {n} distinct {split} problems")
-    return out
+    return take_distinct(iter_problems(split, cfg, seed), n, f"instruct: cannot draw {n} distinct {split} problems")
 
 
 def vocabulary_words() -> list[str]:
