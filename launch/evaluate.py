@@ -138,7 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if pre.parse_known_args(argv)[0].task in TEXT_TASKS:
         from launch import evaluate_ifeval
         return evaluate_ifeval.main(argv)
-    args = _parser().parse_args(argv)
+    return run_cli(run, _parser().parse_args(argv))
+
+
+def run_cli(run_fn, args) -> int:
+    """Pin threads, seed, run `run_fn(args)`; a bad input prints one line and returns 2."""
     from launch.seeding import pin_threads, seed_everything
     pin_threads()
     seed_everything(args.seed)
@@ -146,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from launch.config import ConfigError
     from reasoner.loading import CheckpointError
     try:
-        run(args)
+        run_fn(args)
     except (TaskError, ConfigError, CheckpointError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -141,19 +141,8 @@ def run(args) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    from launch.seeding import pin_threads, seed_everything
-    pin_threads()
-    seed_everything(args.seed)
-    from envs.base import TaskError
-    from launch.config import ConfigError
-    from reasoner.loading import CheckpointError
-    try:
-        run(args)
-    except (TaskError, ConfigError, CheckpointError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    from launch.evaluate import run_cli
+    return run_cli(run, _parser().parse_args(argv))
 
 
 if __name__ == "__main__":
