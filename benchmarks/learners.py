@@ -1,37 +1,39 @@
-"""The learners compared on the embedded default: step-DPO, response-level DPO, RFT and OREO (+ value search).
+"""The learners compared on the embedded default, iterated: step-DPO vs iterated RFT vs response-level DPO.
 
-    python benchmarks/learners.py                 # 3 seeds (see the table printed at the end)
-    python benchmarks/learners.py --quick         # one small seed, a few minutes
+    python benchmarks/learners.py                 # 3 seeds x 3 iterations (see the table printed at the end)
+    python benchmarks/learners.py --quick         # one small seed, 2 iterations (writes a temp file)
     python benchmarks/learners.py --tune          # the learning-rate sweeps behind HYPER (validation set)
     python benchmarks/learners.py --device cuda --quick   # bf16 autocast learners + HF generator on CUDA
 
-Per seed, starting from the committed SFT policy (tests/data/tiny_arith_policy, greedy ~48%):
-1. MCTS (`search.mcts.StepMCTS`, outcome reward at terminals as `launch/workers.py` collects) over
-   `train_problems` fresh training problems -> step pairs (`search.pairs`) and graded trajectories
-   (`search.trajectories`); T = the tokens it generated.
-2. Rejection sampling with the same T tokens: rounds of one temperature-1 sample per problem until
-   T is spent -> response pairs (a correct vs an incorrect response of one problem, at most
-   `max_pairs` per problem, without replacement) and RFT data (the distinct correct responses).
-3. From the SFT policy: `step_dpo` (StepDPOLearner on the MCTS pairs, eps = visit-count label
-   smoothing), `response_dpo` (the same learner and loss on the response pairs with an empty prefix
-   and eps = 0, i.e. plain DPO of Rafailov et al.), `rft` (rl.learners.sft.SFTLearner on the
-   correct samples: rejection-sampling fine-tuning), `oreo` (OREOLearner, token level, policy +
-   value, on the MCTS trajectories; OREO arXiv 2412.16145 eqs. 8-9).
-4. Greedy accuracy of every policy on the same held-out problems (`launch.evaluation`), then with
-   the OREO policy and value: `oreo_beam` (value-guided step beam search, OREO section 4.4) vs
-   `oreo_bon` (value-weighted best-of-N) at equal generated tokens: N is not fixed, every problem
-   samples one response per round until it has spent the beam's mean tokens per problem. The same
-   samples also give maj@N (`oreo_maj`) and argmax-value best-of-N (`oreo_bon_best`), extra keys.
+Per seed, every method starts from the committed SFT policy (tests/data/tiny_arith_policy) and runs
+`iterations` rounds of collect -> learn from its *own current* policy, on the same fresh training
+problems per round (`train_problems` of them, data seed 1000 + 10 * seed + round):
+- `step_dpo`: MCTS (`search.mcts.StepMCTS`, outcome reward at terminals, the collection search of
+  configs/arith_tiny.yaml) -> step pairs (`search.pairs`) -> StepDPOLearner (eps = visit-count label
+  smoothing). T = the tokens the MCTS generated this round.
+- `rft` (iterated rejection-sampling fine-tuning): temperature-1 samples, one per problem per round,
+  until the same T tokens are spent -> SFTLearner on the distinct correct samples.
+- `response_dpo`: the same sampling at T tokens -> pairs (a correct vs an incorrect response of one
+  problem, at most `max_pairs` per problem) -> the same DPO learner with an empty prefix and eps = 0
+  (plain DPO of Rafailov et al.).
+- `oreo` (only with `--methods ... oreo`): OREOLearner, token level, on the MCTS trajectories.
+The DPO reference is the SFT policy in every round, as the job does (launch/iterate.py). After each
+round, greedy accuracy on the same held-out problems. After the last round, the test-time methods
+on the final step-DPO policy at equal generated tokens per problem: `value_beam` (step beam search
+of width `beam_width`, ranked by the policy's own likelihood, `search.evaluators.LikelihoodValue`:
+the value the demo uses, eval.value=likelihood), then `value_bon` (likelihood-weighted best-of-N)
+and `majority` (maj@N) over the same temperature samples, N set so that they spend the beam's mean
+tokens per problem (one sample per problem per round until the budget is spent).
 
-Hyperparameters: the learners' defaults are the papers' 7B settings (lr 1e-6 etc.), which do not
-move a 0.5M-parameter model. `HYPER` holds values picked by `--tune`: for every learner the same
-grid size (4 learning rates x 2 values of its second knob), collected on a separate data seed and
-scored by greedy accuracy on validation problems from the *train* split (never the test set).
+Hyperparameters: `HYPER` holds values picked by `--tune` (one round, 512 problems, 4 learning rates
+x 2 values of a second knob per learner, scored on validation problems from the train split), except
+step-DPO's lr: see `ITERATED_HYPER`.
 
-Writes benchmarks/results/learners.json: {"methods": {name: {"accuracy_mean", "accuracy_std",
-"generated_tokens", ...}}, "seeds": [...], ...}; `generated_tokens` is the tokens generated to
-collect the method's training data (learners; 0 for sft) or per held-out problem at test time
-(oreo_* search methods); both counts are also given separately for every method.
+Writes benchmarks/results/learners.json: {"methods": {name: {"accuracy_mean", "accuracy_se",
+"generated_tokens", "per_iteration": [...], ...}}, "iterations": 3, "seeds": [...], "comparisons"}.
+`generated_tokens`: tokens generated to collect the method's training data over all rounds (learners;
+0 for sft), or per held-out problem at test time (majority / value_bon / value_beam).
+`accuracy_se` = sqrt(var over seeds / seeds + p(1-p) / test problems): seed noise and test-set noise.
 """
 from __future__ import annotations
 
@@ -53,6 +55,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "learners.json"
 from benchmarks.results_path import results_path  # noqa: E402
 DEFAULT_POLICY = ROOT / "tests" / "data" / "tiny_arith_policy"
 LEARNERS = ("step_dpo", "response_dpo", "rft", "oreo")
+ITERATED = ("step_dpo", "rft", "response_dpo")
 
 # Picked by `--tune` (benchmarks/results/learners_tune.json); see the module docstring.
 HYPER: dict[str, dict] = {
@@ -62,6 +65,9 @@ HYPER: dict[str, dict] = {
     "oreo": {"policy_lr": 3e-5, "value_lr": 3e-3, "beta": 0.3, "epochs": 2},
     "oreo_search": {"temperature": 0.7},
 }
+# The iterated comparison uses the demo's step-DPO lr (configs/arith_tiny.yaml): the tuned 3e-6 was picked
+# at 423 pairs and leaves the policy where it was (learners_tune.json: val 0.4525 vs SFT 0.452).
+ITERATED_HYPER = {**HYPER, "step_dpo": {**HYPER["step_dpo"], "lr": 3e-5}}
 GRID: dict[str, list[dict]] = {
     "step_dpo": [{"lr": lr, "beta": b} for lr in (3e-6, 1e-5, 3e-5, 1e-4) for b in (0.1, 1.0)],
     "response_dpo": [{"lr": lr, "beta": b} for lr in (3e-6, 1e-5, 3e-5, 1e-4) for b in (0.1, 1.0)],
@@ -74,15 +80,17 @@ GRID: dict[str, list[dict]] = {
 @dataclass
 class Budget:
     """Sizes of one run (full or --quick)."""
-    train_problems: int = 512
-    test_problems: int = 2000        # greedy accuracy
-    search_problems: int = 500       # oreo_beam / oreo_bon (a prefix of the test problems)
+    train_problems: int = 1024       # per round (--tune: one round)
+    iterations: int = 3
+    test_problems: int = 1000        # greedy accuracy and the test-time methods
+    search_problems: int = 500       # --tune's value search (a prefix of the validation problems)
     val_problems: int = 2000         # --tune only (train split, its own data seed)
     beam_width: int = 3
     max_pairs: int = 8               # per problem, for both pair sources (search.pairs default)
 
 
-FULL, QUICK = Budget(), Budget(train_problems=128, test_problems=500, search_problems=100, val_problems=500)
+FULL = Budget()
+QUICK = Budget(train_problems=128, iterations=2, test_problems=300, search_problems=100, val_problems=500)
 
 
 def mcts_config(seed: int):
@@ -181,19 +189,19 @@ def response_data(samples, problems, prompts, max_pairs: int, seed: int) -> tupl
 
 
 # ---------------------------------------------------------------------------------- learners
-def train_dpo(ctx: Ctx, pairs, hp: dict, seed: int):
-    """StepDPOLearner from the SFT policy (reference = SFT); returns (policy, info)."""
+def train_dpo(ctx: Ctx, pairs, hp: dict, seed: int, start=None):
+    """StepDPOLearner from `start` (default the SFT policy), reference = SFT; returns (policy, info)."""
     from rl.learners.step_dpo import StepDPOConfig, StepDPOLearner
     cfg = StepDPOConfig(lr=hp["lr"], beta=hp["beta"], epochs=hp.get("epochs", 1), batch_size=8, grad_accum=2,
                         max_len=256, seed=seed, device=ctx.device, save_every=0)
-    learner = StepDPOLearner(ctx.load(), ctx.load(), ctx.tok, cfg)
+    learner = StepDPOLearner(start if start is not None else ctx.load(), ctx.load(), ctx.tok, cfg)
     s = learner.fit(pairs, progress=False)
     return learner.policy, {"steps": s["steps"], "seconds": round(s["seconds"], 1), "records": s["pairs"],
                             **{k: round(float(v), 4) for k, v in s["last"].items() if k in ("loss", "margin")}}
 
 
-def train_rft(ctx: Ctx, examples, hp: dict, seed: int):
-    """SFTLearner on the policy's own correct samples (rejection-sampling fine-tuning)."""
+def train_rft(ctx: Ctx, examples, hp: dict, seed: int, start=None):
+    """SFTLearner from `start` (default SFT) on the policy's own correct samples (rejection-sampling fine-tuning)."""
     import torch
 
     from rl.learners.sft import SFTConfig, SFTLearner
@@ -210,20 +218,20 @@ def train_rft(ctx: Ctx, examples, hp: dict, seed: int):
         idx = perms[epoch].tolist()
         return [examples[idx[(k + j) % len(examples)]] for j in range(bsz)]
 
-    model = ctx.load().train()
+    model = (start if start is not None else ctx.load()).train()
     s = SFTLearner(model, ctx.tok, cfg, batches).fit(progress=False)
     return model, {"steps": s["steps"], "seconds": round(s["seconds"], 1), "records": len(examples),
                    "loss": round(float(s["final_loss"]), 4)}
 
 
-def train_oreo(ctx: Ctx, trajs, hp: dict, seed: int):
-    """OREOLearner (token level) from the SFT policy and a fresh critic; returns (policy, value, info)."""
+def train_oreo(ctx: Ctx, trajs, hp: dict, seed: int, start=None):
+    """OREOLearner (token level) from `start` (default SFT) and a fresh critic; returns (policy, value, info)."""
     from reasoner.value_model import ValueModel
     from rl.learners.oreo import OREOConfig, OREOLearner
     cfg = OREOConfig(policy_lr=hp["policy_lr"], value_lr=hp.get("value_lr", 1e-3), beta=hp.get("beta", 0.03),
                      epochs=hp.get("epochs", 1), batch_size=8, grad_accum=2, max_len=256, seed=seed,
                      device=ctx.device, save_every=0)
-    policy = ctx.load()
+    policy = start if start is not None else ctx.load()
     learner = OREOLearner(policy, ctx.load(), ValueModel.from_policy(policy, ctx.tok), ctx.tok, cfg)
     s = learner.fit(trajs, progress=False)
     last = s["last"]
@@ -232,15 +240,15 @@ def train_oreo(ctx: Ctx, trajs, hp: dict, seed: int):
                                            **{k: round(float(last[k]), 4) for k in ("value_loss", "kl", "logratio")}}
 
 
-def train(ctx: Ctx, method: str, data: dict, hp: dict, seed: int):
-    """(policy, value or None, info) of one learner on one seed's data."""
+def train(ctx: Ctx, method: str, data: dict, hp: dict, seed: int, start=None):
+    """(policy, value or None, info) of one learner on one seed's data, from `start` (default SFT)."""
     if method == "oreo":
-        return train_oreo(ctx, data["mcts"]["trajectories"], hp, seed)
+        return train_oreo(ctx, data["mcts"]["trajectories"], hp, seed, start)
     if method == "rft":
-        policy, info = train_rft(ctx, data["rft"], hp, seed)
+        policy, info = train_rft(ctx, data["rft"], hp, seed, start)
     else:
         policy, info = train_dpo(ctx, data["mcts"]["pairs"] if method == "step_dpo" else data["response_pairs"],
-                                 hp, seed)
+                                 hp, seed, start)
     return policy, None, info
 
 
@@ -303,43 +311,113 @@ def train_problems(n: int, data_seed: int):
     return load_arith("train", n, seed=data_seed)
 
 
-def collect(ctx: Ctx, problems, seed: int, budget: Budget) -> dict:
-    """MCTS data, then rejection sampling at the same generated tokens, from the SFT policy."""
-    gen = ctx.generator(ctx.load().eval(), seed)
-    prompts = prompts_of(problems)
-    mcts = collect_mcts(gen, problems, prompts, seed)
-    rs = rejection_sample(gen, problems, prompts, mcts["tokens"], seed)
+def sample_data(gen, problems, prompts, token_budget: int, seed: int, budget: Budget) -> dict:
+    """Rejection sampling at `token_budget` tokens -> response pairs and RFT examples."""
+    rs = rejection_sample(gen, problems, prompts, token_budget, seed)
     rpairs, rft = response_data(rs["samples"], problems, prompts, budget.max_pairs, seed)
+    stats = {"rs_tokens": rs["tokens"], "rs_s": round(rs["seconds"], 1),
+             "rs_samples": sum(len(s) for s in rs["samples"]), "response_pairs": len(rpairs), "rft_examples": len(rft)}
+    return {"rs": rs, "response_pairs": rpairs, "rft": rft, "stats": stats}
+
+
+def mcts_data(gen, problems, prompts, seed: int) -> dict:
+    mcts = collect_mcts(gen, problems, prompts, seed)
     stats = {"problems": len(problems), "mcts_tokens": mcts["tokens"], "mcts_s": round(mcts["seconds"], 1),
              "step_pairs": len(mcts["pairs"]), "trajectories": len(mcts["trajectories"]),
-             "positive_trajectories": int(sum(t.reward for t in mcts["trajectories"])),
-             "rs_tokens": rs["tokens"], "rs_s": round(rs["seconds"], 1),
-             "rs_samples": sum(len(s) for s in rs["samples"]), "response_pairs": len(rpairs),
-             "rft_examples": len(rft)}
-    return {"mcts": mcts, "rs": rs, "response_pairs": rpairs, "rft": rft, "stats": stats}
+             "positive_trajectories": int(sum(t.reward for t in mcts["trajectories"]))}
+    return {"mcts": mcts, "stats": stats}
 
 
-def run_seed(ctx: Ctx, seed: int, budget: Budget, hyper: dict, test, test_prompts) -> dict:
-    """Every method on one seed: {"data": stats, "methods": {name: {...}}}."""
+def collect(ctx: Ctx, problems, seed: int, budget: Budget, model=None) -> dict:
+    """MCTS data, then rejection sampling at the same generated tokens, from `model` (default SFT)."""
+    gen = ctx.generator((model if model is not None else ctx.load()).eval(), seed)
+    prompts = prompts_of(problems)
+    m = mcts_data(gen, problems, prompts, seed)
+    r = sample_data(gen, problems, prompts, m["mcts"]["tokens"], seed, budget)
+    return {"mcts": m["mcts"], "rs": r["rs"], "response_pairs": r["response_pairs"], "rft": r["rft"],
+            "stats": {**m["stats"], **r["stats"]}}
+
+
+def run_seed(ctx: Ctx, seed: int, budget: Budget, hyper: dict, methods: tuple, test, test_prompts) -> dict:
+    """Every method iterated on one seed: {"methods": {name: {... "per_iteration": [...]}}, "rounds": [...]}."""
+    import copy
     t0 = time.perf_counter()
-    data = collect(ctx, train_problems(budget.train_problems, 100 + seed), seed, budget)
-    train_tokens = {"sft": 0, "step_dpo": data["stats"]["mcts_tokens"], "oreo": data["stats"]["mcts_tokens"],
-                    "response_dpo": data["stats"]["rs_tokens"], "rft": data["stats"]["rs_tokens"]}
-    methods = {"sft": greedy_accuracy(ctx, ctx.load(), test, test_prompts)}
-    for name in LEARNERS:
-        policy, value, info = train(ctx, name, data, hyper[name], seed)
-        methods[name] = {**greedy_accuracy(ctx, policy, test, test_prompts), "train": info}
-        print(f"  seed {seed} {name:<13} greedy {methods[name]['accuracy']:.3f}  {info}", flush=True)
-        if name == "oreo":
-            oreo_policy, oreo_value = policy, value
-    n = budget.search_problems
-    search = value_search(ctx, oreo_policy, oreo_value, test[:n], test_prompts[:n], budget.beam_width, seed,
-                          hyper["oreo_search"]["temperature"])
-    for name, res in search.items():
-        methods[name] = {**res, "n": n}
-    for name, res in methods.items():
-        res["train_tokens"] = train_tokens.get(name, train_tokens["oreo"])
-    return {"data": data["stats"], "methods": methods, "wall_s": round(time.perf_counter() - t0, 1)}
+    sft = greedy_accuracy(ctx, ctx.load(), test, test_prompts)
+    policies = {m: ctx.load() for m in methods}
+    out = {m: {"per_iteration": [sft["accuracy"]], "correct": sft["correct"], "train_tokens": 0, "train": []}
+           for m in methods}
+    rounds = []
+    for it in range(1, budget.iterations + 1):
+        problems = train_problems(budget.train_problems, 1000 + 10 * seed + it)
+        prompts = prompts_of(problems)
+        rseed = seed * 100 + it
+        stats, mcts, tokens = {}, None, None
+        if "step_dpo" in methods or "oreo" in methods:
+            src = policies["step_dpo" if "step_dpo" in methods else "oreo"]
+            m = mcts_data(ctx.generator(src.eval(), rseed), problems, prompts, rseed)
+            mcts, tokens, stats["mcts"] = m["mcts"], m["mcts"]["tokens"], m["stats"]
+        for name in methods:
+            if name in ("step_dpo", "oreo"):
+                if name == "oreo" and "step_dpo" in methods:   # OREO collects from its own policy
+                    m = mcts_data(ctx.generator(policies[name].eval(), rseed), problems, prompts, rseed)
+                    stats["mcts_oreo"] = m["stats"]
+                    data = {"mcts": m["mcts"]}
+                else:
+                    data = {"mcts": mcts}
+                spent = data["mcts"]["tokens"]
+            else:
+                gen = ctx.generator(policies[name].eval(), rseed)
+                data = sample_data(gen, problems, prompts, tokens, rseed, budget)
+                stats[name] = data["stats"]
+                spent = data["rs"]["tokens"]
+            policy, _, info = train(ctx, name, data, hyper[name], rseed, start=policies[name])
+            policies[name] = policy
+            res = greedy_accuracy(ctx, policy, test, test_prompts)
+            row = out[name]
+            row["per_iteration"].append(res["accuracy"])
+            row["correct"], row["train_tokens"] = res["correct"], row["train_tokens"] + spent
+            row["train"].append(info)
+            print(f"  seed {seed} round {it} {name:<13} greedy {res['accuracy']:.3f}  tokens {spent}  {info}",
+                  flush=True)
+        rounds.append({"iteration": it, "data": stats})
+    results = {"sft": {"accuracy": sft["accuracy"], "correct": sft["correct"], "train_tokens": 0,
+                       "tokens_per_problem": sft["tokens_per_problem"]}}
+    for name, row in out.items():
+        results[name] = {"accuracy": row["per_iteration"][-1], **row}
+    final = policies["step_dpo"] if "step_dpo" in policies else policies[methods[0]]
+    results.update(test_time(ctx, final, test, test_prompts, budget.beam_width, seed))
+    return {"methods": results, "rounds": rounds, "wall_s": round(time.perf_counter() - t0, 1)}
+
+
+def test_time(ctx: Ctx, model, problems, prompts, beam_width: int, seed: int, temperature: float = 0.7) -> dict:
+    """value_beam, then value_bon and majority over the same samples at the beam's tokens per problem."""
+    from envs.grading import grade
+    from search import value_guided as vg
+    from search.evaluators import LikelihoodValue
+    from search.value_guided import vote
+    model.eval()
+    gen = ctx.generator(model, seed)
+    vfn = LikelihoodValue(gen)
+
+    def scored(responses: list[str], tokens: float) -> dict:
+        correct = [bool(grade(r, p.answer)) for r, p in zip(responses, problems)]
+        return {"accuracy": sum(correct) / len(problems), "tokens_per_problem": tokens, "correct": correct}
+
+    beam = vg.beam_search(gen, vfn, prompts, problems,
+                          vg.BeamConfig(beam_width=beam_width, max_step_tokens=24, temperature=temperature, seed=seed))
+    beam_tok = beam.stats.generated_tokens / len(problems)
+    sample_len = statistics.mean(len(ctx.tok(t.response)["input_ids"]) for t in beam.traces) or 32.0
+    bon_cfg = vg.BestOfNConfig(n=256, mode=vg.BestOfNMode.WEIGHTED, samples_per_round=1, max_tokens=64,
+                               temperature=temperature, token_budget=max(1, round(beam_tok - sample_len / 2)),
+                               seed=seed)
+    bon = vg.best_of_n(ctx.generator(model, seed), prompts, problems, bon_cfg, vfn)
+    samples = [[t.steps[0].text] + [a[0] for a in t.steps[0].alternatives] for t in bon.traces]
+    bon_tok = bon.stats.generated_tokens / len(problems)
+    return {"value_beam": scored([t.response for t in beam.traces], beam_tok),
+            "value_bon": {**scored([t.response for t in bon.traces], bon_tok),
+                          "samples_per_problem": statistics.mean(len(x) for x in samples)},
+            "majority": {**scored([x[vote(x)] for x in samples], bon_tok),
+                         "samples_per_problem": statistics.mean(len(x) for x in samples)}}
 
 
 # ---------------------------------------------------------------------------------- tuning
@@ -383,75 +461,83 @@ def tune(ctx: Ctx, budget: Budget) -> dict:
 
 
 # ---------------------------------------------------------------------------------- report
-def paired(a: list[bool], b: list[bool]) -> tuple[float, float]:
-    """Mean of a - b over the same problems and its standard error (paired, per-problem differences)."""
-    d = [float(x) - float(y) for x, y in zip(a, b)]
-    return statistics.mean(d), statistics.stdev(d) / math.sqrt(len(d))
-
-
-COMPARISONS = {  # the papers' directions: (better, worse)
-    "step_dpo - response_dpo": ("step_dpo", "response_dpo"), "step_dpo - rft": ("step_dpo", "rft"),
-    "oreo - sft": ("oreo", "sft"), "oreo_beam - oreo_bon": ("oreo_beam", "oreo_bon"),
+TEST_TIME = ("majority", "value_bon", "value_beam")
+COMPARISONS = {  # the papers' directions: (better, worse), on the same held-out problems
+    "step_dpo - rft": ("step_dpo", "rft"), "step_dpo - response_dpo": ("step_dpo", "response_dpo"),
+    "step_dpo - sft": ("step_dpo", "sft"), "rft - sft": ("rft", "sft"), "response_dpo - sft": ("response_dpo", "sft"),
+    "value_bon - majority": ("value_bon", "majority"), "value_beam - value_bon": ("value_beam", "value_bon"),
 }
 
 
 def compare(per_seed: list[dict], a: str, b: str) -> dict:
-    """Paired difference a - b per seed (on the problems both were scored on), mean and std over seeds."""
-    rows = []
-    for s in per_seed:
-        x, y = s["methods"][a]["correct"], s["methods"][b]["correct"]
-        rows.append(paired(x, y[:len(x)]) if len(x) <= len(y) else paired(x[:len(y)], y))
-    diffs = [d for d, _ in rows]
-    return {"mean": round(statistics.mean(diffs), 4),
-            "std_over_seeds": round(statistics.stdev(diffs), 4) if len(diffs) > 1 else 0.0,
-            "per_seed": [round(d, 4) for d in diffs], "paired_se_per_seed": [round(se, 4) for _, se in rows]}
+    """a - b on the same problems: mean over seeds, and an SE with both noise sources.
+
+    se = sqrt(var over seeds of the per-seed differences / seeds + var over problems of the
+    seed-averaged per-problem differences / problems).
+    """
+    per = [s["methods"][a]["correct"] for s in per_seed], [s["methods"][b]["correct"] for s in per_seed]
+    n = min(len(per[0][0]), len(per[1][0]))
+    d_seed = [statistics.mean(float(x) - float(y) for x, y in zip(xa[:n], xb[:n])) for xa, xb in zip(*per)]
+    d_prob = [statistics.mean(float(xa[i]) - float(xb[i]) for xa, xb in zip(*per)) for i in range(n)]
+    k = len(d_seed)
+    var_seed = statistics.variance(d_seed) / k if k > 1 else 0.0
+    se = math.sqrt(var_seed + statistics.variance(d_prob) / n)
+    mean = statistics.mean(d_seed)
+    return {"mean": round(mean, 4), "se": round(se, 4), "z": round(mean / se, 2) if se else None,
+            "per_seed": [round(d, 4) for d in d_seed]}
 
 
 def aggregate(per_seed: list[dict]) -> dict:
-    """Mean and std over seeds of every method, and the paired difference to sft greedy on the same problems."""
+    """Per method: mean over seeds, SE (seed + test-set noise), tokens, and the per-iteration curve."""
     out = {}
     for name in per_seed[0]["methods"]:
         rows = [s["methods"][name] for s in per_seed]
         acc = [r["accuracy"] for r in rows]
-        mean, n = statistics.mean(acc), rows[0]["n"]
-        search = name.startswith("oreo_")
+        mean, n, k = statistics.mean(acc), len(rows[0]["correct"]), len(acc)
+        var_seed = statistics.variance(acc) / k if k > 1 else 0.0
+        test_time = name in TEST_TIME
         out[name] = {
             "accuracy_mean": round(mean, 4),
-            "accuracy_std": round(statistics.stdev(acc), 4) if len(acc) > 1 else 0.0,
-            "generated_tokens": round(statistics.mean(r["tokens_per_problem"] if search else r["train_tokens"]
+            "accuracy_se": round(math.sqrt(var_seed + mean * (1 - mean) / n), 4),
+            "accuracy_std_over_seeds": round(statistics.stdev(acc), 4) if k > 1 else 0.0,
+            "accuracy_per_seed": [round(a, 4) for a in acc], "n": n,
+            "generated_tokens": round(statistics.mean(r["tokens_per_problem"] if test_time else r["train_tokens"]
                                                       for r in rows), 1),
-            "train_tokens": round(statistics.mean(r["train_tokens"] for r in rows)),
-            "eval_tokens_per_problem": round(statistics.mean(r["tokens_per_problem"] for r in rows), 1),
-            "binomial_se": round(math.sqrt(mean * (1 - mean) / n), 4), "n": n,
-            "accuracy_per_seed": [round(a, 4) for a in acc],
-            "vs_sft_greedy_same_problems": compare(per_seed, name, "sft"),
+            "generated_tokens_is": "per held-out problem at test time (final step_dpo policy)" if test_time
+                                   else "to collect the training data, all iterations",
         }
-        if "train" in rows[0]:
+        if "per_iteration" in rows[0]:
+            its = list(zip(*[r["per_iteration"] for r in rows]))
+            out[name]["per_iteration"] = [
+                {"iteration": i, "accuracy_mean": round(statistics.mean(a), 4),
+                 "accuracy_se": round(math.sqrt((statistics.variance(a) / k if k > 1 else 0.0)
+                                                + statistics.mean(a) * (1 - statistics.mean(a)) / n), 4),
+                 "accuracy_per_seed": [round(x, 4) for x in a]} for i, a in enumerate(its)]
             out[name]["train"] = [r["train"] for r in rows]
-        if "mean_n" in rows[0]:
-            out[name]["samples_per_problem"] = round(statistics.mean(r["mean_n"] for r in rows), 2)
+        if "samples_per_problem" in rows[0]:
+            out[name]["samples_per_problem"] = round(statistics.mean(r["samples_per_problem"] for r in rows), 2)
     return out
 
 
 def print_table(methods: dict) -> None:
-    print(f"\n{'method':<19} {'accuracy':>14} {'per seed':>20} {'vs sft (paired se)':>19} {'train tok':>9} "
-          f"{'eval tok/prob':>13} {'n':>5}")
+    print(f"\n{'method':<14} {'accuracy':>15} {'per iteration (mean over seeds)':>34} {'generated tokens':>17}")
     for name, m in methods.items():
-        per = " ".join(f"{a:.3f}" for a in m["accuracy_per_seed"])
-        d = m["vs_sft_greedy_same_problems"]
-        se = statistics.mean(d["paired_se_per_seed"])
-        print(f"{name:<19} {m['accuracy_mean']:>6.3f} ± {m['accuracy_std']:.3f} {per:>20} "
-              f"{d['mean']:>+9.3f} ({se:.3f}){m['train_tokens']:>10} {m['eval_tokens_per_problem']:>13.1f} {m['n']:>5}")
+        curve = " -> ".join(f"{r['accuracy_mean']:.3f}" for r in m.get("per_iteration", []))
+        print(f"{name:<14} {m['accuracy_mean']:>6.3f} ± {m['accuracy_se']:.3f} {curve:>34} {m['generated_tokens']:>17}")
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="one small seed (a few minutes)")
+    ap.add_argument("--quick", action="store_true", help="one small seed, 2 iterations (a few minutes)")
     ap.add_argument("--tune", action="store_true", help="run the sweeps behind HYPER instead of the comparison")
     ap.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2; --quick: 0)")
+    ap.add_argument("--methods", nargs="+", default=list(ITERATED), choices=LEARNERS,
+                    help=f"learners to iterate (default {' '.join(ITERATED)})")
+    ap.add_argument("--iterations", type=int, default=None, help="rounds per method (default 3; --quick 2)")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--policy", default=str(DEFAULT_POLICY), help="SFT policy (HF checkpoint directory)")
-    ap.add_argument("--train-problems", type=int, default=None, help="training problems per seed (default 512)")
+    ap.add_argument("--train-problems", type=int, default=None, help="training problems per round (default 1024)")
+    ap.add_argument("--test-problems", type=int, default=None, help="held-out problems (default 1000)")
     ap.add_argument("--out", default=None, help=f"JSON output (default {RESULTS.relative_to(ROOT)})")
     args = ap.parse_args(argv)
     import torch
@@ -459,8 +545,14 @@ def main(argv=None) -> int:
     from envs.arith import load_arith
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     budget = QUICK if args.quick else FULL
+    if args.tune and not args.quick:
+        budget = replace(budget, train_problems=512)   # the committed learners_tune.json
     if args.train_problems:
         budget = replace(budget, train_problems=args.train_problems)
+    if args.iterations:
+        budget = replace(budget, iterations=args.iterations)
+    if args.test_problems:
+        budget = replace(budget, test_problems=args.test_problems)
     ctx, t0 = Ctx(args.policy, args.device), time.perf_counter()
     meta = {"quick": args.quick, "device": args.device, "policy": os.path.relpath(args.policy, ROOT),
             "budget": asdict(budget), "mcts": {k: v for k, v in asdict(mcts_config(0)).items() if k != "seed"}}
@@ -471,26 +563,40 @@ def main(argv=None) -> int:
         seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
         test = load_arith("test", budget.test_problems, seed=0)
         test_prompts = prompts_of(test)
-        per_seed = []
+        out = results_path("learners", quick=args.quick, out=args.out)
+        partial = out.with_suffix(".partial.json")   # finished seeds, so an interrupted run resumes
+        per_seed = json.loads(partial.read_text()) if partial.exists() else []
+        per_seed = [s for s in per_seed if s["seed"] in seeds]
         for seed in seeds:
-            per_seed.append({"seed": seed, **run_seed(ctx, seed, budget, HYPER, test, test_prompts)})
-            print(f"seed {seed} done in {per_seed[-1]['wall_s']} s: data {per_seed[-1]['data']}", flush=True)
+            if any(s["seed"] == seed for s in per_seed):
+                print(f"seed {seed}: done in an earlier run ({partial})", flush=True)
+                continue
+            per_seed.append({"seed": seed, **run_seed(ctx, seed, budget, ITERATED_HYPER, tuple(args.methods),
+                                                      test, test_prompts)})
+            partial.write_text(json.dumps(per_seed))
+            print(f"seed {seed} done in {per_seed[-1]['wall_s']} s", flush=True)
+        per_seed.sort(key=lambda s: seeds.index(s["seed"]))
         methods = aggregate(per_seed)
-        comparisons = {k: compare(per_seed, a, b) for k, (a, b) in COMPARISONS.items()}
+        comparisons = {k: compare(per_seed, a, b) for k, (a, b) in COMPARISONS.items()
+                       if a in methods and b in methods}
         print_table(methods)
         for k, c in comparisons.items():
-            print(f"{k:<24} {c['mean']:+.3f} ± {c['std_over_seeds']:.3f} over seeds (paired se per seed "
-                  f"{statistics.mean(c['paired_se_per_seed']):.3f})")
-        result = {"methods": methods, "seeds": seeds, "comparisons": comparisons, "hyperparameters": HYPER, **meta,
-                  "per_seed": [{"seed": s["seed"], "data": s["data"], "wall_s": s["wall_s"]} for s in per_seed],
-                  "notes": "generated_tokens: tokens generated to collect the training data (learners; sft 0) or "
-                           "per held-out problem at test time (oreo_* search methods). Greedy on the first "
-                           f"{budget.test_problems} arith test problems (data seed 0), search methods on the first "
-                           f"{budget.search_problems}."}
-        out = results_path("learners", quick=args.quick, out=args.out)
+            print(f"{k:<26} {c['mean']:+.4f} ± {c['se']:.4f} (z {c['z']})")
+        result = {"methods": methods, "iterations": budget.iterations, "seeds": seeds, "comparisons": comparisons,
+                  "hyperparameters": {m: ITERATED_HYPER[m] for m in args.methods}, **meta,
+                  "per_seed": [{"seed": s["seed"], "rounds": s["rounds"], "wall_s": s["wall_s"]} for s in per_seed],
+                  "notes": "Every learner iterated from the SFT policy on its own samples, the same fresh training "
+                           "problems per round, equal generated tokens per round (rft / response_dpo sample until "
+                           "the step_dpo MCTS's tokens of that round are spent). Greedy on the first "
+                           f"{budget.test_problems} arith test problems (data seed 0). majority / value_bon / "
+                           "value_beam: the final step_dpo policy, equal tokens per problem, value = the policy's "
+                           "own likelihood (eval.value=likelihood). accuracy_se = sqrt(var over seeds / seeds + "
+                           "p(1-p)/n)."}
     result["wall_s"] = round(time.perf_counter() - t0, 1)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    if not args.tune:
+        partial.unlink(missing_ok=True)
     print(f"wall {result['wall_s']} s; wrote {out}")
     return 0
 
