@@ -27,6 +27,10 @@ top-level `within_problem_auc` is that of the value the demo's search uses (`--d
 `eval.value` of configs/arith_tiny.yaml: likelihood; with `learned`, the curve point of size S,
 `all`, nearest `--demo-trajectories`).
 
+`likelihood_variants` reads the same log-probabilities other ways (whole-sequence probability, the
+weakest token, the mean of the 3 weakest, tokens below e^-1, the answer line); `--no-critic` runs only
+those rows and writes value_discrimination_likelihood.json.
+
 Writes benchmarks/results/value_discrimination.json (+ .png) for full runs; --quick writes to a
 temporary file unless --out is given.
 """
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -150,6 +155,24 @@ def likelihood_row(gen, held) -> dict:
     return discrimination(LikelihoodValue(gen).values(states), held)
 
 
+LIKELIHOOD_VARIANTS = {   # per-token log-probabilities lp of a response -> a score in (0, 1]
+    "geometric_mean": lambda lp: math.exp(sum(lp) / len(lp)),          # LikelihoodValue (the demo's)
+    "sequence": lambda lp: math.exp(sum(lp)),                            # whole-response probability
+    "min_token": lambda lp: math.exp(min(lp)),                           # the weakest token
+    "bottom3_mean": lambda lp: math.exp(statistics.mean(sorted(lp)[:3])),
+    "tokens_below_e-1": lambda lp: 1.0 / (1.0 + sum(x < -1.0 for x in lp)),
+    "last8_mean": lambda lp: math.exp(statistics.mean(lp[-8:])),        # the final answer line
+}
+
+
+def likelihood_variants(gen, held) -> dict:
+    """Other ways to read the policy's own token log-probabilities as a value (an error is often one
+    unlikely sampled token; averaging dilutes it), each scored like the critics."""
+    scored = gen.logprobs([t.prompt for t in held], ["".join(t.steps) for t in held])
+    lps = [list(s.logprobs) or [0.0] for s in scored]
+    return {name: discrimination([f(lp) for lp in lps], held) for name, f in LIKELIHOOD_VARIANTS.items()}
+
+
 def search_rows(gen, problems, beam_width: int) -> dict:
     """Greedy, maj@8, likelihood-weighted best-of-8 and likelihood-guided beam on `problems`."""
     from launch.evaluation import evaluate_problems
@@ -211,6 +234,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--value-lr", type=float, default=1e-3)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--no-critic", action="store_true",
+                    help="only the likelihood rows (no critic curve); writes value_discrimination_likelihood.json")
     ap.add_argument("--search", action="store_true",
                     help="also run greedy / maj@8 / best-of-8 / beam@3 with the likelihood value on the held-out problems")
     ap.add_argument("--policy", default=None, help="SFT policy (default: the committed tiny policy)")
@@ -228,19 +253,24 @@ def main(argv=None) -> int:
     gen = ctx.generator(policy)
     heldout = load_arith("train", n_heldout, seed=999)          # validation problems: train split, own seed
     held = sample_trajectories(gen, heldout, prompts_of(heldout), seed=3)
-    pool_problems = load_arith("train", -(-max(curve) // SAMPLES), seed=200)
-    pool = sample_trajectories(gen, pool_problems, prompts_of(pool_problems), seed=1)
+    pool_problems = [] if args.no_critic else load_arith("train", -(-max(curve) // SAMPLES), seed=200)
+    pool = sample_trajectories(gen, pool_problems, prompts_of(pool_problems), seed=1) if pool_problems else []
     print(f"sampled {len(pool)} training and {len(held)} held-out responses in {time.perf_counter() - t0:.0f} s")
     out = {"curve": [], "heldout": {"problems": n_heldout, **baselines(held)}, "likelihood": likelihood_row(gen, held)}
     print(f"policy likelihood (no training): within AUC {out['likelihood']['within_problem_auc']:.3f}, "
           f"best-of-8 {out['likelihood']['bon_accuracy']:.3f}, weighted {out['likelihood']['weighted_accuracy']:.3f}")
+    out["likelihood_variants"] = likelihood_variants(gen, held)
+    for name, row in out["likelihood_variants"].items():
+        print(f"  likelihood variant {name:<18} within AUC {row['within_problem_auc']:.3f}  best-of-8 "
+              f"{row['bon_accuracy']:.3f}  weighted {row['weighted_accuracy']:.3f}", flush=True)
     if args.search:
         out["search_with_likelihood"] = search_rows(gen, heldout, 3)
         print("search with the likelihood value:", out["search_with_likelihood"])
-    path = results_path("value_discrimination", quick=args.quick, out=args.out)
+    name = "value_discrimination_likelihood" if args.no_critic else "value_discrimination"
+    path = results_path(name, quick=args.quick, out=args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial.json")
-    for size in args.sizes:
+    for size in ([] if args.no_critic else args.sizes):
         trunk = policy if size == "S" else train_trunk(ctx, size, args.trunk_steps)
         params = sum(p.numel() for p in trunk.base_model.parameters()) + trunk.config.hidden_size
         for target in args.targets:
@@ -269,6 +299,9 @@ def main(argv=None) -> int:
           f"demo point within AUC {out['within_problem_auc']:.3f}")
     path.write_text(json.dumps(out, indent=2) + "\n")
     partial.unlink(missing_ok=True)
+    if args.no_critic:
+        print(f"wrote {path}")
+        return 0
     plot(out, path.with_suffix(".png"))
     print(f"wrote {path} and {path.with_suffix('.png')}")
     return 0
