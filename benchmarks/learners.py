@@ -3,6 +3,7 @@
     python benchmarks/learners.py                 # 3 seeds x 3 iterations (see the table printed at the end)
     python benchmarks/learners.py --quick         # one small seed, 2 iterations (writes a temp file)
     python benchmarks/learners.py --tune          # the learning-rate sweeps behind HYPER (validation set)
+    python benchmarks/learners.py --tune --methods step_dpo --train-problems 1024 --out F   # one learner's sweep
     python benchmarks/learners.py --device cuda --quick   # bf16 autocast learners + HF generator on CUDA
 
 Per seed, every method starts from the committed SFT policy (tests/data/tiny_arith_policy) and runs
@@ -421,7 +422,7 @@ def test_time(ctx: Ctx, model, problems, prompts, beam_width: int, seed: int, te
 
 
 # ---------------------------------------------------------------------------------- tuning
-def tune(ctx: Ctx, budget: Budget) -> dict:
+def tune(ctx: Ctx, budget: Budget, methods=LEARNERS) -> dict:
     """The sweeps behind HYPER: GRID per learner on data seed 200, scored on validation problems."""
     from envs.arith import load_arith
     problems = train_problems(budget.train_problems, 200)
@@ -433,7 +434,7 @@ def tune(ctx: Ctx, budget: Budget) -> dict:
     out = {"data": data["stats"], "sft": greedy_accuracy(ctx, ctx.load(), val, val_prompts)["accuracy"],
            "validation": f"{len(val)} train-split problems, data seed 999", "runs": {}, "best": {}}
     print(f"tune: data {data['stats']}\n  sft val {out['sft']:.3f}", flush=True)
-    for name in LEARNERS:
+    for name in methods:
         runs = []
         for point in GRID[name]:
             hp = {**HYPER[name], **point}
@@ -443,6 +444,8 @@ def tune(ctx: Ctx, budget: Budget) -> dict:
             print(f"  {name:<13} {point} val {runs[-1]['val_accuracy']:.3f} {info}", flush=True)
         out["runs"][name] = runs
         out["best"][name] = max(runs, key=lambda r: r["val_accuracy"])["hp"]
+    if "oreo" not in methods:
+        return out
     runs, n, trained = [], budget.search_problems, {}
     for point in GRID["oreo_search"]:   # the value's lr and the sampling temperature, scored by beam + bon
         hp = {**out["best"]["oreo"], "value_lr": point["value_lr"]}
@@ -531,8 +534,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="one small seed, 2 iterations (a few minutes)")
     ap.add_argument("--tune", action="store_true", help="run the sweeps behind HYPER instead of the comparison")
     ap.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2; --quick: 0)")
-    ap.add_argument("--methods", nargs="+", default=list(ITERATED), choices=LEARNERS,
-                    help=f"learners to iterate (default {' '.join(ITERATED)})")
+    ap.add_argument("--methods", nargs="+", default=None, choices=LEARNERS,
+                    help=f"learners to iterate (default {' '.join(ITERATED)}) or, with --tune, to sweep (default all)")
     ap.add_argument("--iterations", type=int, default=None, help="rounds per method (default 3; --quick 2)")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--policy", default=str(DEFAULT_POLICY), help="SFT policy (HF checkpoint directory)")
@@ -545,7 +548,7 @@ def main(argv=None) -> int:
     from envs.arith import load_arith
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     budget = QUICK if args.quick else FULL
-    if args.tune and not args.quick:
+    if args.tune and not args.quick and not args.train_problems:
         budget = replace(budget, train_problems=512)   # the committed learners_tune.json
     if args.train_problems:
         budget = replace(budget, train_problems=args.train_problems)
@@ -557,9 +560,11 @@ def main(argv=None) -> int:
     meta = {"quick": args.quick, "device": args.device, "policy": os.path.relpath(args.policy, ROOT),
             "budget": asdict(budget), "mcts": {k: v for k, v in asdict(mcts_config(0)).items() if k != "seed"}}
     if args.tune:
-        result = {**tune(ctx, budget), **meta}
-        out = results_path("learners_tune", quick=args.quick, out=args.out)
+        result = {**tune(ctx, budget, tuple(args.methods or LEARNERS)), **meta}
+        name = "learners_tune" if not args.methods else "learners_tune_" + "_".join(args.methods)  # never over the full sweep
+        out = results_path(name, quick=args.quick, out=args.out)
     else:
+        args.methods = args.methods or list(ITERATED)
         seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
         test = load_arith("test", budget.test_problems, seed=0)
         test_prompts = prompts_of(test)
